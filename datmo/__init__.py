@@ -1,0 +1,26 @@
+"""datmo: reproducible machine-learning work.
+
+`import datmo` must stay cheap: it is imported by the CLI on every call and
+inside task containers. Everything heavier is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "log_config", "log_metrics", "snapshot"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy attributes keep `datmo --help` from importing the SDK.
+    if name == "snapshot":
+        from datmo.sdk import snapshot
+
+        return snapshot
+    if name in ("log_metrics", "log_config"):
+        from datmo import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'datmo' has no attribute {name!r}")

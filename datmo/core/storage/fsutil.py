@@ -1,0 +1,81 @@
+"""Small filesystem primitives shared by everything that writes.
+
+Two promises live here: writes are atomic (temp file in the same folder,
+fsync, rename), and when datmo runs as root inside a project owned by another
+user, every file it creates is handed to that owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The uid:gid that should own what datmo creates; None fields mean 'leave as is'."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, path: Path) -> Owner | None:
+        """The owner to hand files to, or None when no chown is needed or possible."""
+        st = os.stat(path)
+        if os.geteuid() != 0 or (st.st_uid == 0 and st.st_gid == 0):
+            return None
+        return cls(st.st_uid, st.st_gid)
+
+
+def chown(path: Path | str, owner: Owner | None) -> None:
+    if owner is not None:
+        os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
+
+
+def makedirs(path: Path, owner: Owner | None, mode: int = 0o777) -> None:
+    """mkdir -p that chowns every folder it creates (not the ones that existed)."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, mode)
+            chown(d, owner)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes, owner: Owner | None, mode: int = 0o644, durable: bool = True
+) -> None:
+    """Write data to path so that readers see the old file or the new one, never a mix.
+
+    durable=False skips the fsyncs for caches that may be lost without harm.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        chown(tmp, owner)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
