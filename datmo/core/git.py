@@ -1,0 +1,399 @@
+"""The shadow repository at PROJECT/.datmo/git: datmo's own git dir for the project's code.
+
+Objects and refs are written in Python (loose objects, zlib): a git process per file would cost
+more than a whole snapshot may. Git runs only for init, fsck, gc and reading packed objects, and
+always through ShadowRepo.run, which strips the user's git environment and settings from it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs
+from datmo.errors import CorruptStore, DatmoError, DiskFull
+
+if TYPE_CHECKING:  # subprocess costs ~4 ms to import, and most commands never run git
+    import subprocess
+
+    _Proc = subprocess.CompletedProcess[bytes]
+
+GIT_ENV_DROP = "GIT_"  # every inherited variable with this prefix is removed for git children
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# Top priority: git never converts, filters or expands stored bytes (CRLF, git-lfs, ident...).
+ATTRIBUTES = b"* -text -eol -filter -ident -working-tree-encoding -export-ignore -export-subst\n"
+CONFIG = {
+    "core.bare": "false",  # with core.worktree: a person can look inside with plain git
+    "core.logAllRefUpdates": "false",  # datmo keeps its own history; reflogs would only grow
+    "core.autocrlf": "false",
+    "core.attributesFile": "/dev/null",  # else ~/.config/git/attributes is read, config or not
+    "core.excludesFile": "/dev/null",
+    "core.hooksPath": "/dev/null",
+    "core.fsync": "committed",  # git >= 2.36: what gc writes (packs, packed-refs) is durable
+    "gc.auto": "0",  # datmo decides when to gc, under its project lock
+}
+_FILE_MODES = {"100644", "100755", "120000"}
+_KINDS = {b"blob", b"tree", b"commit", b"tag"}
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+# git check-ref-format, minus rules that datmo's own ref names never come near.
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|[/.]$")
+_READ_ONLY = {"archive", "cat-file", "fsck", "for-each-ref", "log", "ls-tree", "rev-parse", "show"}
+_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_ATTR_NOSYSTEM": "1"}
+_ENV |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_NO_GIT = "git is not installed; install git (https://git-scm.com/downloads) and try again"
+
+
+def _bad_name(name: str) -> bool:
+    return name in ("", ".", "..") or name.lower() == ".git"
+
+
+def _oserror(e: OSError, what: str) -> DatmoError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"disk full while writing {what}; free some space and try again")
+    return DatmoError(f"cannot write {what}: {e.strerror or e}")
+
+
+class ShadowRepo:
+    def __init__(self, gitdir: Path, worktree: Path, owner: Owner | None = None) -> None:
+        self.gitdir = Path(gitdir).resolve()  # real paths: git matches safe.directory against them
+        self.worktree = Path(worktree).resolve()
+        self.owner = owner
+        self._objects = self.gitdir / "objects"
+        self._pending: list[Path] = []  # objects written but not yet fsynced (see sync)
+        self._packs: tuple[int | None, list[bytes]] = (None, [])  # pack dir mtime, .idx contents
+
+    def exists(self) -> bool:
+        return (self.gitdir / "HEAD").is_file() and self._objects.is_dir()
+
+    def init(self) -> None:
+        makedirs(self.gitdir.parent, self.owner)
+        # --template= : no sample hooks, no description, nothing from the system template dir.
+        self._git("init", "--quiet", "--template=", "--initial-branch=master")
+        # Relative, so the project folder can be moved; run() passes --work-tree anyway.
+        settings = {**CONFIG, "core.worktree": os.path.relpath(self.worktree, self.gitdir)}
+        for key, value in settings.items():
+            self._git("config", key, value)
+        self._hand_over()
+        makedirs(self.gitdir / "info", self.owner)
+        atomic_write_bytes(self.gitdir / "info" / "attributes", ATTRIBUTES, self.owner)
+        atomic_write_bytes(self.gitdir / "info" / "exclude", b"/.datmo/\n", self.owner)
+        self.write_tree({})  # the empty tree must exist for snapshots of empty projects
+        self.sync()
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True) -> _Proc:
+        try:
+            return self._git(*args, input=input, check=check)
+        finally:
+            if not args or args[0] not in _READ_ONLY:  # those write nothing in the git dir
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        # As root in someone else's project git runs as root too (the owner may not reach a bind
+        # mount under /root; safe.directory lets git in); then the git dir is chowned to them.
+        if self.owner is None or os.geteuid() != 0 or not self.gitdir.is_dir():
+            return
+        chown(self.gitdir, self.owner)
+        for top, dirs, files in os.walk(self.gitdir):
+            for name in dirs + files:
+                chown(os.path.join(top, name), self.owner)
+
+    def _git(self, *args: str, input: bytes | None = None, check: bool = True) -> _Proc:
+        import subprocess  # here, not at the top: see TYPE_CHECKING above
+
+        g, w = str(self.gitdir), str(self.worktree)
+        argv = ["git", "-c", f"safe.directory={g}", "-c", f"safe.directory={w}", "--git-dir", g]
+        argv += ["--work-tree", w, *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(GIT_ENV_DROP)} | _ENV
+        try:
+            proc = subprocess.run(
+                argv,
+                input=b"" if input is None else input,  # never wait on datmo's own stdin
+                capture_output=True,
+                env=env,
+                cwd=self.worktree if self.worktree.is_dir() else None,
+            )
+        except FileNotFoundError as e:  # git itself, or a vanished work tree
+            raise DatmoError(_NO_GIT if shutil.which("git") is None else str(e)) from e
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+            raise DatmoError(f"git {args[0] if args else ''} failed: {err.splitlines()[0]}")
+        return proc
+
+    def blob_id(self, data: bytes) -> str:
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    def write_blob(self, data: bytes) -> str:
+        return self._write_object(b"blob", data)
+
+    def write_blob_file(self, path: Path) -> str:
+        """Store a regular file's bytes, or a symlink's target as git does; never follows links."""
+        try:  # O_NONBLOCK: a FIFO fails the check below instead of hanging the snapshot
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.EMLINK):  # EMLINK: what the BSDs say here
+                raise
+            return self.write_blob(os.readlink(os.fsencode(path)))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DatmoError(f"cannot save {path}: not a regular file or symlink")
+        with open(fd, "rb") as f:
+            return self.write_blob(f.read())  # code files are small; peak memory ~2x the file
+
+    def write_tree(self, entries: Mapping[str, tuple[str, str]]) -> str:
+        """Write the nested trees for relpath -> (mode, blob id); return the root tree id."""
+        # folder relpath -> [(sort key, entry bytes)]; git sorts a subtree as "name/".
+        dirs: dict[str, list[tuple[bytes, bytes]]] = {"": []}
+        for path, (mode, sha) in entries.items():
+            digest = bytes.fromhex(sha)
+            folder, _, name = path.rpartition("/")
+            if mode not in _FILE_MODES or len(digest) != 20 or _bad_name(name) or path[0] == "/":
+                raise ValueError(f"bad tree entry {path!r}: {mode} {sha}")
+            bname = os.fsencode(name)
+            listing = dirs.get(folder)
+            if listing is None:
+                if any(_bad_name(part) for part in folder.split("/")):
+                    raise ValueError(f"bad folder name in {path!r}")
+                listing = dirs[folder] = []
+                up = folder.rpartition("/")[0]
+                while up not in dirs:  # register the missing parent folders
+                    dirs[up] = []
+                    up = up.rpartition("/")[0]
+            listing.append((bname, mode.encode() + b" " + bname + b"\0" + digest))
+        if clash := sorted(dirs.keys() & entries.keys()):
+            raise ValueError(f"{clash[0]!r} is both a file and a folder")
+        # Deepest folders first, so each subtree id is known before its parent is built.
+        for folder in sorted(dirs, key=lambda d: d.count("/") if d else -1, reverse=True):
+            listing = sorted(dirs[folder])
+            tree = self._write_object(b"tree", b"".join(entry for _, entry in listing))
+            if folder:
+                parent, _, name = folder.rpartition("/")
+                n = os.fsencode(name)
+                dirs[parent].append((n + b"/", b"40000 " + n + b"\0" + bytes.fromhex(tree)))
+        return tree
+
+    def commit(
+        self, tree: str, message: str, parents: Sequence[str] = (), when: datetime | None = None
+    ) -> str:
+        if missing := [sha for sha in (tree, *parents) if not self.has_object(sha)]:
+            raise self._corrupt(missing[0], "is missing")
+        if when is None or when.tzinfo is None:  # naive means local time
+            when = (when or datetime.now()).astimezone()
+        stamp = (int(when.timestamp()), when.strftime("%z").encode())  # %z: "+0530", as git has it
+        who = b"datmo <datmo@localhost> %d %s" % stamp
+        lines = [b"tree " + tree.encode()] + [b"parent " + p.encode() for p in parents]
+        lines += [b"author " + who, b"committer " + who, b"", message.rstrip("\n").encode()]
+        return self._write_object(b"commit", b"\n".join(lines) + b"\n")
+
+    def sync(self) -> None:
+        """fsync the objects written so far, deferred to one burst; update_ref calls it."""
+        pending, self._pending = self._pending, []
+        for path in pending:
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        for folder in {p.parent for p in pending} | ({self._objects} if pending else set()):
+            fsync_dir(folder)  # the new names, and objects/ for any new xx/ folder
+
+    def _loose_path(self, sha: str) -> Path:
+        if not _HEX40.fullmatch(sha):  # also keeps a bad id from naming a path outside objects/
+            raise ValueError(f"not a git object id: {sha!r}")
+        return self._objects / sha[:2] / sha[2:]
+
+    def _write_object(self, kind: bytes, body: bytes) -> str:
+        header = b"%s %d\0" % (kind, len(body))
+        h = hashlib.sha1(header)
+        h.update(body)
+        sha = h.hexdigest()
+        path = self._loose_path(sha)
+        if os.path.exists(path) or self._in_packs(h.digest()):
+            return sha
+        z = zlib.compressobj(1)  # level 1: several times faster than git's default, a bit larger
+        try:
+            makedirs(path.parent, self.owner)
+            # "tmp_obj_": the prefix that git fsck ignores and git prune cleans up after a crash.
+            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=path.parent)
+            try:
+                with open(fd, "wb") as out:
+                    out.write(z.compress(header) + z.compress(body) + z.flush())
+                    os.fchmod(fd, 0o444)  # like git: objects are immutable
+                    if self.owner is not None:
+                        os.fchown(fd, self.owner.uid, self.owner.gid)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as e:
+            raise _oserror(e, f"objects in {self._objects}") from e
+        self._pending.append(path)
+        return sha
+
+    def update_ref(self, name: str, sha: str) -> None:
+        path = self._ref_path(name)
+        if not self.has_object(sha):  # a ref must never lead to a missing object
+            raise self._corrupt(sha, "is missing")
+        self.sync()  # the objects must be on disk before a ref can lead to them
+        try:
+            makedirs(path.parent, self.owner)
+            atomic_write_bytes(path, sha.encode() + b"\n", self.owner)
+        except OSError as e:
+            raise _oserror(e, f"ref {name}") from e
+
+    def delete_ref(self, name: str) -> None:
+        path = self._ref_path(name)
+        if name in self._packed_refs():  # rare (only after gc): let git rewrite packed-refs
+            self.run("update-ref", "-d", name)
+        path.unlink(missing_ok=True)
+
+    def read_ref(self, name: str) -> str | None:
+        try:
+            text = self._ref_path(name).read_text("latin-1")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return self._packed_refs().get(name)
+        return self._valid_ref(name, text.strip())
+
+    def list_refs(self, prefix: str = "refs/datmo/") -> dict[str, str]:
+        refs = {k: v for k, v in self._packed_refs().items() if k.startswith(prefix)}
+        base = self.gitdir / "refs" / prefix.removeprefix("refs/").rpartition("/")[0]
+        for top, _, files in os.walk(base):
+            for fname in files:
+                path = Path(top, fname)
+                name = path.relative_to(self.gitdir).as_posix()
+                # Skip git's *.lock files and the dot-named temp file of an interrupted write.
+                if name.startswith(prefix) and fname[0] != "." and not fname.endswith(".lock"):
+                    refs[name] = self._valid_ref(name, path.read_text("latin-1").strip())
+        return dict(sorted(refs.items()))
+
+    def _ref_path(self, name: str) -> Path:
+        if not name.startswith("refs/") or _BAD_REF.search(name):
+            raise ValueError(f"bad ref name {name!r}")
+        return self.gitdir / name
+
+    def _valid_ref(self, name: str, text: str) -> str:
+        if not _HEX40.fullmatch(text):
+            raise CorruptStore(f"ref {name} in {self.gitdir} is damaged; run 'datmo fsck'")
+        return text
+
+    def _packed_refs(self) -> dict[str, str]:
+        try:
+            text = (self.gitdir / "packed-refs").read_text("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return {}
+        # "<id> <name>" lines; skip the header comment and "^<id>" peeled tag values.
+        pairs = [ln.partition(" ")[::2] for ln in text.splitlines() if ln[:1] not in ("", "#", "^")]
+        return {name: self._valid_ref(name, sha) for sha, name in pairs}
+
+    def has_object(self, sha: str) -> bool:
+        return os.path.exists(self._loose_path(sha)) or self._in_packs(bytes.fromhex(sha))
+
+    def read_object(self, sha: str) -> tuple[str, bytes]:
+        return self._read_objects([sha])[sha]
+
+    def read_commit_tree(self, commit: str) -> str:
+        kind, body = self.read_object(commit)
+        if kind != "commit" or not (m := re.match(rb"tree ([0-9a-f]{40})\n", body)):
+            raise self._corrupt(commit, f"is not a valid commit (it is a {kind})")
+        return m[1].decode()
+
+    def read_tree(self, tree: str) -> dict[str, tuple[str, str]]:
+        """Flattened: relpath -> (mode, blob id). Once packed, one git call per folder depth."""
+        out: dict[str, tuple[str, str]] = {}
+        level = [("", tree)]
+        while level:
+            objs = self._read_objects(sha for _, sha in level)
+            below: list[tuple[str, str]] = []
+            for prefix, sha in level:
+                kind, body = objs[sha]
+                if kind != "tree":
+                    raise self._corrupt(sha, f"is a {kind}, not a tree")
+                pos = 0
+                while pos < len(body):
+                    space = body.find(b" ", pos)
+                    nul = body.find(b"\0", space + 1)
+                    if space < 0 or nul < 0 or nul + 21 > len(body):
+                        raise self._corrupt(sha, "is a damaged tree")
+                    mode, child = body[pos:space].decode("latin-1"), body[nul + 1 : nul + 21].hex()
+                    path = prefix + os.fsdecode(body[space + 1 : nul])
+                    if mode == "40000":
+                        below.append((path + "/", child))
+                    else:
+                        out[path] = (mode, child)
+                    pos = nul + 21
+            level = below
+        return out
+
+    def _read_objects(self, shas: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """Loose objects in Python; whatever gc packed, in a single `git cat-file --batch`."""
+        out: dict[str, tuple[str, bytes]] = {}
+        packed: list[str] = []
+        for sha in dict.fromkeys(shas):
+            try:
+                data = zlib.decompress(self._loose_path(sha).read_bytes())
+            except FileNotFoundError:
+                packed.append(sha)
+                continue
+            except zlib.error:
+                raise self._corrupt(sha, "is damaged (cannot be decompressed)") from None
+            header, _, body = data.partition(b"\0")
+            out[sha] = self._verified(sha, header.partition(b" ")[0], body)
+        if packed:
+            batch = "\n".join(packed).encode() + b"\n"
+            proc = self.run("cat-file", "--batch", input=batch, check=False)
+            if proc.returncode != 0:  # no repository, or a damaged pack
+                why = proc.stderr.decode(errors="replace").partition("\n")[0]
+                raise CorruptStore(f"git cannot read {self.gitdir}: {why}; run 'datmo fsck'")
+            buf, pos = proc.stdout, 0
+            for sha in packed:
+                nl = buf.find(b"\n", pos)
+                head = buf[pos:nl].split()
+                if len(head) != 3:  # "<id> missing"
+                    raise self._corrupt(sha, "is missing")
+                length = int(head[2])
+                out[sha] = self._verified(sha, head[1], buf[nl + 1 : nl + 1 + length])
+                pos = nl + 2 + length
+        return out
+
+    def _verified(self, sha: str, kind: bytes, body: bytes) -> tuple[str, bytes]:
+        h = hashlib.sha1(b"%s %d\0" % (kind, len(body)))  # rebuilt: a wrong size fails too
+        h.update(body)
+        if kind not in _KINDS or h.hexdigest() != sha:
+            raise self._corrupt(sha, "is damaged (its content does not match its id)")
+        return kind.decode(), body
+
+    def _corrupt(self, sha: str, why: str) -> CorruptStore:
+        return CorruptStore(f"git object {sha} in {self.gitdir} {why}; run 'datmo fsck'")
+
+    def _in_packs(self, digest: bytes) -> bool:  # searches gc's pack .idx files; no git process
+        pack_dir = self._objects / "pack"
+        mtime = pack_dir.stat().st_mtime_ns if pack_dir.is_dir() else None
+        if mtime != self._packs[0]:  # a gc added or removed packs since we last looked
+            found = [p.read_bytes() for p in sorted(pack_dir.glob("*.idx"))]
+            self._packs = (mtime, [i for i in found if i[:8] == b"\xfftOc\x00\x00\x00\x02"])
+        first = digest[0]
+        for idx in self._packs[1]:  # header 8 bytes, fanout 256 x uint32, then sorted 20-byte ids
+            lo = int.from_bytes(idx[4 + 4 * first : 8 + 4 * first], "big") if first else 0
+            hi = int.from_bytes(idx[8 + 4 * first : 12 + 4 * first], "big")
+            while lo < hi:
+                mid = (lo + hi) // 2
+                probe = idx[1032 + 20 * mid : 1052 + 20 * mid]
+                if probe == digest:
+                    return True
+                lo, hi = (mid + 1, hi) if probe < digest else (lo, mid)
+        return False
+
+    def fsck(self) -> list[str]:
+        """Problem lines from `git fsck --full --strict`; [] when sound. Dangling is no problem."""
+        args = ("fsck", "--full", "--strict", "--no-dangling", "--no-reflogs", "--no-progress")
+        proc = self.run(*args, check=False)
+        text = (proc.stdout + proc.stderr).decode(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("notice:")]
+        failed = [f"git fsck failed, exit status {proc.returncode}"] if proc.returncode else []
+        return lines or failed
