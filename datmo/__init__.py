@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "log_config", "log_metrics", "snapshot"]
+__all__ = ["__version__", "snapshot"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,8 +19,4 @@ def __getattr__(name: str) -> Any:
         from datmo.sdk import snapshot
 
         return snapshot
-    if name in ("log_metrics", "log_config"):
-        from datmo import sdk
-
-        return getattr(sdk, name)
     raise AttributeError(f"module 'datmo' has no attribute {name!r}")

@@ -1,0 +1,40 @@
+# `make demo` and `make test` do all the set-up on a fresh machine (see README).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install sysdeps lint format test demo bench clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# System tools the tests use: git, and xfsprogs for the reflink (copy-on-write) tests.
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+lint: install
+	$(BIN)/ruff check datmo tests benchmarks
+	$(BIN)/ruff format --check datmo tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format datmo tests benchmarks
+	$(BIN)/ruff check --fix datmo tests benchmarks
+
+test: install sysdeps lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+bench: install sysdeps
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""The `datmo` command: the group, global options and the one error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from datmo import __version__
+from datmo.errors import DatmoError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(click.Group):
+    """Loads a subcommand's module only when that subcommand runs (fast --help and start-up)."""
+
+    def __init__(self, *args: object, lazy: dict[str, str] | None = None, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module_name, _, attr = self.lazy[name].partition(":")
+            module = __import__(module_name, fromlist=[attr])
+            cmd: click.Command = getattr(module, attr)
+            return cmd
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings=CONTEXT,
+    lazy={
+        "init": "datmo.cli.project:init",
+        "status": "datmo.cli.project:status",
+        "cleanup": "datmo.cli.project:cleanup",
+        "snapshot": "datmo.cli.snapshot:snapshot",
+    },
+)
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """datmo: reproducible machine-learning work.
+
+    \b
+    Start in a project folder:
+      datmo init
+      datmo snapshot create -m "baseline" -c lr=0.01 -s acc=0.91
+      datmo snapshot ls
+    """
+
+
+@cli.command()
+def version() -> None:
+    """Print datmo's version.
+
+    Example: datmo version
+    """
+    click.echo(f"datmo {__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every DatmoError becomes one line on stderr and its exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("DATMO_DEBUG"))
+    try:
+        cli.main(args=args, prog_name="datmo", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        if debug:
+            raise
+        click.echo("datmo: interrupted; nothing half-made was kept", err=True)
+        sys.exit(130)
+    except DatmoError as e:
+        if debug:
+            raise
+        click.echo(f"datmo: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(141)
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(
+            f"datmo: unexpected error: {e.__class__.__name__}: {e} (run with --debug for details, "
+            "and please report it)",
+            err=True,
+        )
+        sys.exit(1)
+    sys.exit(0)

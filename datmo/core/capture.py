@@ -1,0 +1,108 @@
+"""Turning the working tree into stored state (and describing it without storing)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datmo.core.project import ProjectContext
+from datmo.core.scan import ScanResult, scan
+from datmo.core.state import TreeState, bytes_to_store, describe, file_mode
+from datmo.core.storage.statcache import StatCache
+
+
+@dataclass
+class Captured:
+    state: TreeState
+    code_id: str
+    files_id: str
+    environment_id: str | None
+    requirements_id: str | None
+    platform: dict[str, Any]
+    total_bytes: int
+    skipped: list[list[str]]
+
+
+def stat_cache(ctx: ProjectContext) -> StatCache:
+    return StatCache(ctx.store.path("cache", "stat"), ctx.store.owner)
+
+
+def scan_project(ctx: ProjectContext) -> ScanResult:
+    return scan(ctx.root, ctx.info.file_threshold)
+
+
+def working_state(ctx: ProjectContext) -> TreeState:
+    """The working tree's state, hashed but not stored (for status and checkout)."""
+    result = scan_project(ctx)
+    cache = stat_cache(ctx)
+    state = describe(ctx.store, result, cache, capture=False)
+    cache.save()
+    return state
+
+
+def capture_tree(ctx: ProjectContext, extras: list[tuple[Path, str]]) -> Captured:
+    """Store everything a snapshot needs; the caller writes the record."""
+    from datmo.core.controller import environment
+    from datmo.core.envinfo import EnvInfoCache
+
+    store = ctx.store
+    result = scan_project(ctx)
+    cache = stat_cache(ctx)
+    if not store.objects.reflinks_supported():
+        extra_bytes = sum(_tree_size(src) for src, _ in extras)
+        store.objects.check_space(bytes_to_store(store, result, cache) + extra_bytes)
+    state = describe(store, result, cache, capture=True)
+    cache.prune(e.path for e in result.entries)
+    cache.save()
+    for src, dest in extras:
+        state.extra.update(_capture_extra(ctx, src, dest))
+    code_id = store.git.write_tree(state.code)
+    files_id = store.objects.put_bytes(state.manifest_bytes())
+    env_id = environment.in_use(ctx)
+    py_files = [(e.path, e.st) for e in result.entries if e.path.endswith(".py")]
+    env_cache = EnvInfoCache(store.path("cache", "envinfo.json"), store.owner)
+    requirements, platform = env_cache.compute(ctx.root, py_files)
+    requirements_id = store.objects.put_bytes(requirements.encode())
+    total = sum(e.st.st_size for e in result.entries) + sum(v[1] for v in state.extra.values())
+    return Captured(
+        state=state,
+        code_id=code_id,
+        files_id=files_id,
+        environment_id=env_id,
+        requirements_id=requirements_id,
+        platform=platform,
+        total_bytes=total,
+        skipped=[[s.path, s.reason] for s in result.skipped if s.path != ".datmo"],
+    )
+
+
+def _tree_size(src: Path) -> int:
+    if src.is_file():
+        return src.stat().st_size
+    return sum(
+        os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(src) for f in files
+    )
+
+
+def _capture_extra(ctx: ProjectContext, src: Path, dest: str) -> dict[str, tuple[str, int, int]]:
+    """Files from --paths, stored under dest; symlinks inside are not followed."""
+    out: dict[str, tuple[str, int, int]] = {}
+    objects = ctx.store.objects
+    if src.is_file():
+        digest, size = objects.put_file(src)
+        out[dest] = (digest, size, file_mode(src.stat()))
+        return out
+    for folder, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            full = Path(folder, name)
+            st = full.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            rel = full.relative_to(src).as_posix()
+            digest, size = objects.put_file(full)
+            out[f"{dest}/{rel}"] = (digest, size, file_mode(st))
+    return out

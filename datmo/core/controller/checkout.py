@@ -1,0 +1,211 @@
+"""Checkout: put a snapshot's code and files back, without ever losing work.
+
+A journal naming the old and the new snapshot is written (durably) before the
+first file changes. Every step is idempotent, so a checkout that was killed is
+finished by the next datmo command: the tree ends in the new state, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from datmo.core.controller import snapshot as snapshots
+from datmo.core.entity.snapshot import Snapshot
+from datmo.core.project import ProjectContext
+from datmo.core.state import CODE_LINK_MODE, Changes, TreeState, compare, load
+from datmo.core.storage.fsutil import Owner, chown, makedirs
+from datmo.errors import DatmoError, NotFound, UnsavedChanges
+
+JOURNAL = "journal/checkout.json"
+TMP_PREFIX = ".datmo-restore-"
+
+
+@dataclass
+class CheckoutResult:
+    snapshot: Snapshot
+    saved: Snapshot | None  # hidden snapshot of the unsaved work, when --force saved it
+    written: int
+    removed: int
+
+
+def unsaved_changes(ctx: ProjectContext) -> tuple[Snapshot | None, TreeState, Changes]:
+    """The current snapshot, the working tree's state, and what differs between them."""
+    from datmo.core.capture import working_state
+
+    cur = snapshots.current(ctx)
+    work = working_state(ctx)
+    base = state_of(ctx, cur)
+    return cur, work, compare(base.signatures(), work.signatures())
+
+
+def state_of(ctx: ProjectContext, snap: Snapshot | None) -> TreeState:
+    return TreeState() if snap is None else load(ctx.store, snap.code_id, snap.files_id)
+
+
+def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResult:
+    store = ctx.store
+    target = snapshots.get(ctx, ref)
+    with store.lock():
+        cur, work, changes = unsaved_changes(ctx)
+        saved = None
+        if changes:
+            if not force:
+                raise UnsavedChanges(
+                    f"unsaved changes ({_summary(changes)}) would be lost; save them with "
+                    "'datmo snapshot create -m MSG', or pass --force to keep them in a hidden "
+                    "snapshot first"
+                )
+            saved = snapshots.create(
+                ctx, f"unsaved work before checkout of {target.id[:8]}", hidden=True
+            ).snapshot
+            cur = saved
+        old = work if saved else state_of(ctx, cur)
+        new = state_of(ctx, target)
+        _check_conflicts(ctx, old, new)
+        store.write_json(JOURNAL, {"target": target.id, "source": cur.id if cur else None})
+        written, removed = _apply(ctx, old, new, work)
+        _finish(ctx, target.id)
+    return CheckoutResult(target, saved, written, removed)
+
+
+def recover_if_needed(ctx: ProjectContext) -> None:
+    if not ctx.store.path(JOURNAL).exists():
+        return
+    from datmo.core.capture import working_state
+
+    with ctx.store.lock():
+        try:
+            journal = ctx.store.read_json(JOURNAL)
+        except NotFound:
+            return  # another process finished it while we waited for the lock
+        target = Snapshot.from_dict(ctx.store.read_entity("snapshots", journal["target"]))
+        source_id = journal.get("source")
+        source = None
+        if source_id:
+            source = Snapshot.from_dict(ctx.store.read_entity("snapshots", source_id))
+        work = working_state(ctx)
+        for path in [p for p in work.signatures() if os.path.basename(p).startswith(TMP_PREFIX)]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ctx.root / path)
+        _apply(ctx, state_of(ctx, source), state_of(ctx, target), work)
+        _finish(ctx, target.id)
+
+
+def _finish(ctx: ProjectContext, target_id: str) -> None:
+    ctx.store.write_pointer(snapshots.CURRENT, target_id)
+    os.sync()  # the restored files must be on disk before the journal that could redo them goes
+    ctx.store.remove(JOURNAL)
+
+
+def _summary(changes: Changes) -> str:
+    parts = [f"{len(v)} {k}" for k, v in vars(changes).items() if v]
+    return ", ".join(parts)
+
+
+def _safe_rel(path: str) -> str:
+    parts = path.split("/")
+    if path.startswith("/") or ".." in parts or "" in parts or "." in parts:
+        raise DatmoError(f"snapshot holds an unsafe path '{path}'; run 'datmo fsck'")
+    return path
+
+
+def _check_conflicts(ctx: ProjectContext, old: TreeState, new: TreeState) -> None:
+    """Refuse to overwrite a path that no snapshot holds (excluded or ignored data)."""
+    old_paths = old.signatures().keys()
+    leaving = old_paths - new.signatures().keys()
+    for path in new.signatures():
+        _safe_rel(path)
+        if path in old_paths:
+            continue
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if prefix in leaving:
+                break
+            try:
+                st = os.lstat(ctx.root / prefix)
+            except FileNotFoundError:
+                break
+            is_last = i == len(parts)
+            if is_last or not os.path.isdir(ctx.root / prefix) or os.path.islink(ctx.root / prefix):
+                raise DatmoError(
+                    f"checkout would overwrite '{prefix}', which no snapshot holds "
+                    f"({'folder' if os.path.isdir(ctx.root / prefix) else 'file'} of "
+                    f"{st.st_size} bytes); move it out of the way and try again"
+                )
+
+
+def _apply(ctx: ProjectContext, old: TreeState, new: TreeState, work: TreeState) -> tuple[int, int]:
+    root = ctx.root
+    owner = ctx.store.owner
+    new_sigs, work_sigs = new.signatures(), work.signatures()
+    removed = 0
+    for path in sorted(old.signatures().keys() - new_sigs.keys(), reverse=True):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / _safe_rel(path))
+            removed += 1
+        _prune_empty_dirs(root, Path(path).parent)
+    written = 0
+    real_root = os.path.realpath(root)
+    for path, sig in sorted(new_sigs.items()):
+        if work_sigs.get(path) == sig:
+            continue
+        dest = root / _safe_rel(path)
+        makedirs(dest.parent, owner)
+        parent_rel = os.path.dirname(path)
+        if os.path.realpath(dest.parent) != os.path.join(real_root, parent_rel).rstrip("/"):
+            raise DatmoError(f"refusing to write '{path}': a folder on its way is a symlink")
+        if path in new.code:
+            mode, sha = new.code[path]
+            _, data = ctx.store.git.read_object(sha)
+            if mode == CODE_LINK_MODE:
+                _write_link(dest, os.fsdecode(data), owner)
+            else:
+                _write_bytes(dest, data, 0o755 if mode == "100755" else 0o644, owner)
+        elif path in new.files:
+            digest, _, fmode = new.files[path]
+            ctx.store.objects.restore(digest, dest, fmode, owner)
+        else:
+            _write_link(dest, new.links[path], owner)
+        written += 1
+    return written, removed
+
+
+def _prune_empty_dirs(root: Path, rel: Path) -> None:
+    while str(rel) not in ("", "."):
+        try:
+            os.rmdir(root / rel)
+        except OSError:
+            return
+        rel = rel.parent
+
+
+def _write_bytes(dest: Path, data: bytes, mode: int, owner: Owner | None) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        chown(tmp, owner)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_link(dest: Path, target: str, owner: Owner | None) -> None:
+    tmp = dest.parent / f"{TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+    os.symlink(target, tmp)
+    try:
+        chown(tmp, owner)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,67 @@
+"""`snapshot diff`: what differs between two snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from datmo.core.controller import snapshot as snapshots
+from datmo.core.controller.checkout import state_of
+from datmo.core.entity.snapshot import Snapshot
+from datmo.core.project import ProjectContext
+from datmo.core.state import Changes, TreeState, compare
+
+Pair = tuple[Any, Any]
+
+
+@dataclass
+class SnapshotDiff:
+    first: Snapshot
+    second: Snapshot
+    config: dict[str, Pair]
+    metrics: dict[str, Pair]
+    code: Changes
+    files: Changes
+    environment: Pair | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first.id,
+            "second": self.second.id,
+            "config": {k: list(v) for k, v in self.config.items()},
+            "metrics": {k: list(v) for k, v in self.metrics.items()},
+            "code": vars(self.code),
+            "files": vars(self.files),
+            "environment": list(self.environment) if self.environment else None,
+        }
+
+
+def _values(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Pair]:
+    keys = sorted(a.keys() | b.keys())
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k, ...) != b.get(k, ...)}
+
+
+def _split(state: TreeState) -> tuple[dict[str, Any], dict[str, Any]]:
+    sigs = state.signatures()
+    code = {p: s for p, s in sigs.items() if p in state.code}
+    files = {p: s for p, s in sigs.items() if p not in state.code}
+    files.update((f"[extra] {p}", ("extra", d)) for p, (d, _, _) in state.extra.items())
+    return code, files
+
+
+def diff(ctx: ProjectContext, first: str, second: str) -> SnapshotDiff:
+    a, b = snapshots.get(ctx, first), snapshots.get(ctx, second)
+    code_a, files_a = _split(state_of(ctx, a))
+    code_b, files_b = _split(state_of(ctx, b))
+    env = None
+    if (a.environment_id, a.requirements_id) != (b.environment_id, b.requirements_id):
+        env = (a.environment_id, b.environment_id)
+    return SnapshotDiff(
+        first=a,
+        second=b,
+        config=_values(a.config, b.config),
+        metrics=_values(a.metrics, b.metrics),
+        code=compare(code_a, code_b),
+        files=compare(files_a, files_b),
+        environment=env,
+    )

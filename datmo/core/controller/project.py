@@ -1,0 +1,128 @@
+"""Project-level verbs: init, status, cleanup."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from datmo.core.entity.base import utcnow
+from datmo.core.entity.project import Project
+from datmo.core.entity.snapshot import Snapshot
+from datmo.core.project import ProjectContext, find_root
+from datmo.core.state import Changes
+from datmo.core.storage.store import DATMO_DIR, Store
+from datmo.errors import DatmoError, ProjectNotFound
+
+
+@dataclass
+class InitResult:
+    ctx: ProjectContext
+    created: bool
+    gitignore_updated: bool
+
+
+def init(
+    folder: Path, name: str | None, description: str | None, force: bool = False
+) -> InitResult:
+    """Create `.datmo` in folder, or update the project there, keeping its id."""
+    root = Path(os.path.abspath(folder))
+    home = Path(os.path.expanduser("~")).resolve()
+    if not force and root.resolve() in (home, Path("/")):
+        raise DatmoError(
+            f"refusing to make {root} a project: a snapshot would try to store everything in it; "
+            "make a project folder, or pass --force"
+        )
+    try:
+        outer = find_root(root)
+    except ProjectNotFound:
+        outer = None
+    if outer is not None and outer != root and not force:
+        raise DatmoError(
+            f"{root} is inside the datmo project {outer}; run datmo there, or pass --force to "
+            "start a separate project here"
+        )
+    store = Store(root)
+    ctx = ProjectContext(root, store)
+    created = not store.exists()
+    store.create_layout()
+    with store.lock():
+        now = utcnow()
+        if created:
+            project = Project(
+                id=secrets.token_hex(20),
+                name=name or root.name or "project",
+                description=description or "",
+                created_at=now,
+                updated_at=now,
+            )
+        else:
+            project = ctx.info
+            changes: dict[str, str] = {"updated_at": now}
+            if name:
+                changes["name"] = name
+            if description is not None:
+                changes["description"] = description
+            project = project.evolve(**changes)
+        ctx.save_info(project)
+        if not store.git.exists():
+            store.git.init()
+    return InitResult(ctx, created, _ignore_in_git(root, store))
+
+
+def _ignore_in_git(root: Path, store: Store) -> bool:
+    """Add .datmo/ to the project's .gitignore when the project is a git repository."""
+    if not (root / ".git").exists():
+        return False
+    gitignore = root / ".gitignore"
+    text = gitignore.read_text(encoding="utf-8", errors="replace") if gitignore.exists() else ""
+    lines = {line.strip() for line in text.splitlines()}
+    if lines & {".datmo", ".datmo/", "/.datmo", "/.datmo/"}:
+        return False
+    sep = "" if not text or text.endswith("\n") else "\n"
+    with open(gitignore, "a", encoding="utf-8") as f:
+        f.write(f"{sep}{DATMO_DIR}/\n")
+    from datmo.core.storage.fsutil import chown
+
+    if store.owner and not text:
+        chown(gitignore, store.owner)
+    return True
+
+
+@dataclass
+class Status:
+    project: Project
+    current: Snapshot | None
+    code: Changes
+    files: Changes
+    config_changed: bool
+    metrics_changed: bool
+
+
+def status(ctx: ProjectContext) -> Status:
+    from datmo.core.controller.checkout import state_of, unsaved_changes
+    from datmo.core.state import compare
+
+    cur, work, _ = unsaved_changes(ctx)
+    base = state_of(ctx, cur)
+    code = compare(
+        {p: s for p, s in base.signatures().items() if p in base.code},
+        {p: s for p, s in work.signatures().items() if p in work.code},
+    )
+    files = compare(
+        {p: s for p, s in base.signatures().items() if p not in base.code},
+        {p: s for p, s in work.signatures().items() if p not in work.code},
+    )
+    touched = set(code.added + code.removed + code.changed + files.added)
+    touched |= set(files.removed + files.changed)
+    return Status(
+        ctx.info, cur, code, files, "config.json" in touched, "stats.json" in touched
+    )
+
+
+def cleanup(ctx: ProjectContext) -> None:
+    """Remove `.datmo` entirely: every snapshot, object and record."""
+    with ctx.store.lock():
+        shutil.rmtree(ctx.store.dir)

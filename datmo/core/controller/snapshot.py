@@ -1,0 +1,183 @@
+"""Snapshots: create, list, inspect, update, delete, diff."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datmo.core import params
+from datmo.core.entity.base import utcnow
+from datmo.core.entity.snapshot import Snapshot
+from datmo.core.project import ProjectContext
+from datmo.core.signals import deferred_interrupt
+from datmo.errors import DatmoError, NotFound
+
+KIND = "snapshots"
+CURRENT = "current.json"
+REF_PREFIX = "refs/datmo/snapshots/"
+MAX_SKIPPED_RECORDED = 200
+
+
+@dataclass
+class CreateResult:
+    snapshot: Snapshot
+    created: bool  # False when the current snapshot already held exactly this
+    skipped: list[list[str]] = field(default_factory=list)
+
+
+def current_id(ctx: ProjectContext) -> str | None:
+    return ctx.store.read_pointer(CURRENT)
+
+
+def get(ctx: ProjectContext, ref: str) -> Snapshot:
+    """A snapshot by id or unique prefix."""
+    return Snapshot.from_dict(ctx.store.read_entity(KIND, ctx.store.resolve(KIND, ref)))
+
+
+def current(ctx: ProjectContext) -> Snapshot | None:
+    sid = current_id(ctx)
+    if sid is None:
+        return None
+    try:
+        return Snapshot.from_dict(ctx.store.read_entity(KIND, sid))
+    except NotFound:
+        return None  # deleted by hand; treat as no current snapshot
+
+
+def ls(ctx: ProjectContext, all: bool = False) -> list[Snapshot]:
+    """Newest first; hidden snapshots only with all=True."""
+    store = ctx.store
+    snaps = [Snapshot.from_dict(store.read_entity(KIND, i)) for i in store.list_ids(KIND)]
+    if not all:
+        snaps = [s for s in snaps if not s.hidden]
+    return sorted(snaps, key=lambda s: (s.created_at, s.id), reverse=True)
+
+
+def gather_params(
+    ctx: ProjectContext,
+    config: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    config_file: str | None,
+    stats_file: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = params.gather([], config_file, ctx.root / "config.json", "--config")
+    cfg.update(config or {})
+    met = params.gather([], stats_file, ctx.root / "stats.json", "--stats")
+    met.update(metrics or {})
+    return cfg, met
+
+
+def create(
+    ctx: ProjectContext,
+    message: str,
+    *,
+    label: str | None = None,
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    config_file: str | None = None,
+    stats_file: str | None = None,
+    paths: list[str] | tuple[str, ...] = (),
+    hidden: bool = False,
+    run_id: str | None = None,
+) -> CreateResult:
+    """Capture code, files, environment, config and metrics as one snapshot."""
+    from datmo.core import capture
+
+    if not message.strip():
+        raise DatmoError("a snapshot needs a message; pass -m 'what changed'")
+    cfg, met = gather_params(ctx, config, metrics, config_file, stats_file)
+    captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths])
+    store = ctx.store
+    with store.lock(), deferred_interrupt():
+        parent = current(ctx)
+        snap = Snapshot(
+            id=secrets.token_hex(20),
+            created_at=utcnow(),
+            message=message,
+            label=label,
+            config=cfg,
+            metrics=met,
+            code_id=captured.code_id,
+            code_commit="",
+            files_id=captured.files_id,
+            environment_id=captured.environment_id,
+            requirements_id=captured.requirements_id,
+            platform=captured.platform,
+            hidden=hidden,
+            parent_id=parent.id if parent else None,
+            run_id=run_id,
+            file_count=len(captured.state.files) + len(captured.state.extra),
+            code_count=len(captured.state.code),
+            total_bytes=captured.total_bytes,
+            skipped=captured.skipped[:MAX_SKIPPED_RECORDED],
+        )
+        if parent is not None and not hidden and snap.same_content(parent):
+            return CreateResult(parent, created=False, skipped=captured.skipped)
+        parents = [parent.code_commit] if parent and parent.code_commit else []
+        commit = store.git.commit(captured.code_id, message, parents)
+        snap = snap.evolve(code_commit=commit)
+        store.write_entity(KIND, snap.to_dict())
+        store.git.update_ref(REF_PREFIX + snap.id, commit)
+        store.write_pointer(CURRENT, snap.id)
+    return CreateResult(snap, created=True, skipped=captured.skipped)
+
+
+def parse_extra(spec: str) -> tuple[Path, str]:
+    """--paths SRC[>DEST]: a file or folder from anywhere, stored under DEST."""
+    src, _, dest = spec.partition(">")
+    source = Path(src.strip()).expanduser()
+    if not source.exists():
+        raise NotFound(f"--paths: no such file or folder '{src.strip()}'")
+    name = dest.strip() or source.resolve().name
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or not parts:
+        raise DatmoError(f"--paths: destination '{name}' must be a relative path without '..'")
+    return source, Path(name).as_posix()
+
+
+def update(
+    ctx: ProjectContext,
+    ref: str,
+    *,
+    message: str | None = None,
+    label: str | None = None,
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Snapshot:
+    """Change the words of a snapshot; config and metrics are merged, not replaced."""
+    store = ctx.store
+    with store.lock(), deferred_interrupt():
+        snap = get(ctx, ref)
+        changes: dict[str, Any] = {}
+        if message is not None:
+            if not message.strip():
+                raise DatmoError("the message cannot be empty")
+            changes["message"] = message
+        if label is not None:
+            changes["label"] = label or None
+        if config:
+            changes["config"] = {**snap.config, **config}
+        if metrics:
+            changes["metrics"] = {**snap.metrics, **metrics}
+        snap = snap.evolve(**changes)
+        store.write_entity(KIND, snap.to_dict())
+    return snap
+
+
+def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Snapshot:
+    store = ctx.store
+    with store.lock(), deferred_interrupt():
+        snap = get(ctx, ref)
+        is_current = current_id(ctx) == snap.id
+        if is_current and not force:
+            raise DatmoError(
+                f"snapshot {snap.id[:8]} is the current snapshot; check out another one first, "
+                "or pass --force"
+            )
+        store.delete_entity(KIND, snap.id)
+        store.git.delete_ref(REF_PREFIX + snap.id)
+        if is_current:
+            store.write_pointer(CURRENT, None)
+    return snap

@@ -1,0 +1,63 @@
+"""The snapshot record: `.datmo/snapshots/<id>.json`.
+
+Code is a tree in the shadow git repo (code_id, with a commit code_commit);
+files are a manifest object in the object store (files_id); the environment is
+a definition id plus a generated requirements.txt object. Platform facts are
+recorded for people, never compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from datmo.core.entity.base import check_schema, require
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    created_at: str
+    message: str
+    code_id: str
+    code_commit: str
+    files_id: str
+    environment_id: str | None
+    requirements_id: str | None = None
+    label: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    platform: dict[str, Any] = field(default_factory=dict)
+    hidden: bool = False
+    parent_id: str | None = None
+    run_id: str | None = None
+    file_count: int = 0
+    code_count: int = 0
+    total_bytes: int = 0
+    skipped: list[list[str]] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Snapshot:
+        check_schema("snapshot", doc, SCHEMA_VERSION)
+        require("snapshot", doc, "id", "created_at", "code_id", "code_commit", "files_id")
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in doc.items() if k in known}
+        kwargs.setdefault("message", "")
+        kwargs.setdefault("environment_id", None)
+        kwargs["schema_version"] = SCHEMA_VERSION
+        return cls(**kwargs)
+
+    def evolve(self, **changes: Any) -> Snapshot:
+        return replace(self, **changes)
+
+    def same_content(self, other: Snapshot) -> bool:
+        """True when both record the same state and the same words (used to skip duplicates)."""
+        keys: tuple[str, ...] = ("code_id", "files_id", "environment_id", "requirements_id")
+        keys += ("config", "metrics", "message", "label")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)

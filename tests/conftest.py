@@ -1,0 +1,117 @@
+"""Fixtures that compose: an isolated home, an initialised project, a tree writer,
+and a way to call the CLI in-process through the same error boundary users hit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from datmo.cli.main import main
+
+UNUSED_UID = 4242
+UNUSED_GID = 4242
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep every test away from the real home folder and the user's git config."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for k, v in {
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("DATMO_DEBUG", raising=False)
+    return home
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_datmo(*args: str, input: str | None = None) -> Result:
+    """Invoke `datmo ARGS` in-process, through main()'s error handling."""
+    runner = CliRunner()
+    with runner.isolation(input=input) as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def write_tree(root: Path, tree: dict[str, Any]) -> None:
+    """{'a.py': 'text', 'data/x.bin': b'bytes', 'sub': {'b.txt': '...'}} -> files."""
+    for name, content in tree.items():
+        path = root / name
+        if isinstance(content, dict):
+            path.mkdir(parents=True, exist_ok=True)
+            write_tree(path, content)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+@pytest.fixture
+def tree() -> Callable[..., None]:
+    return write_tree
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    return run_datmo
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An initialised project folder; the test runs inside it."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    result = run_datmo("init", "--name", "test")
+    assert result.exit_code == 0, result.output
+    yield root
+
+
+@pytest.fixture
+def foreign_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project folder owned by an unused uid, as a user's would be (tests run as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown a folder to another uid")
+    root = tmp_path / "theirs"
+    root.mkdir()
+    os.chown(root, UNUSED_UID, UNUSED_GID)
+    monkeypatch.chdir(root)
+    yield root
+
+
+def datmo_subprocess(*args: str, cwd: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `datmo` as a separate process (smoke tests, kills, concurrency)."""
+    exe = shutil.which("datmo")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "datmo", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
