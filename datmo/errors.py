@@ -61,3 +61,15 @@ class Interrupted(DatmoError):
     """Ctrl-C; the operation was rolled back or left for the next command to finish."""
 
     exit_code = 130
+
+
+class EngineUnavailable(DatmoError):
+    """No Docker engine answers (or the docker SDK is missing)."""
+
+    exit_code = 125
+
+
+class BuildFailed(DatmoError):
+    """An environment's image did not build; the message carries the build's last lines."""
+
+    exit_code = 125
