@@ -1,0 +1,297 @@
+"""Walk a project and sort every path into code, files, or left out.
+
+- Left out (`Skipped`, each pruned folder reported once): the defaults below,
+  then the root's .datmoignore, then `extra_rules`, all in gitignore syntax
+  with the last match winning, so `!.env` in .datmoignore asks for a default
+  back. Virtual environments are found by content, not name: a folder holding
+  `pyvenv.cfg` (venv, virtualenv >= 20, uv) or `conda-meta/` (conda). A
+  folder named `venv` or `env` without them is captured: `env/` is a common
+  package name, and a name alone would silently drop someone's code.
+- Code: what git would track given the project's .gitignore files (at any
+  depth, each relative to its folder) and at most `threshold` bytes.
+  `.git/info/exclude` and global excludes are not read: the user's own git
+  settings must not change what datmo stores.
+- Files: everything else present (gitignored or larger than `threshold`).
+
+Symlinks are never followed: a link is an entry (code unless gitignored),
+even one to a folder. A nested git repository is captured by content; only
+its `.git` is left out. Folders themselves are not entries, so an empty
+folder is not captured (as in git).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from bisect import bisect_left
+from dataclasses import dataclass
+from pathlib import Path
+
+from datmo.core.ignore import IgnoreRules, Pattern
+from datmo.errors import DatmoError, NotFound
+
+CODE, FILE = "code", "file"
+
+# As if written at the top of .datmoignore; each group's source is its reason.
+_DEFAULTS = {
+    "version control": (".git",),  # at any depth, folder or file (submodules, worktrees)
+    "datmo store": ("/.datmo",),
+    "cache folder": ("__pycache__/", ".ipynb_checkpoints/", "node_modules/"),
+    "may hold secrets": (
+        ".env",
+        ".env.*",
+        "!.env.example",  # these three are templates, meant to be shared
+        "!.env.sample",
+        "!.env.template",
+        "*.pem",
+        "id_rsa*",
+        "id_dsa*",
+        "id_ecdsa*",
+        "id_ed25519*",
+        ".netrc",
+    ),
+}
+DEFAULT_RULES = IgnoreRules(
+    tuple(
+        p
+        for reason, lines in _DEFAULTS.items()
+        for p in IgnoreRules.parse("\n".join(lines), source=reason).patterns
+    )
+)
+DATMOIGNORE = ".datmoignore"
+OPTION_REASON = "excluded by option"  # the reason for a pattern from `extra_rules`
+
+_IFMT, _IFREG, _IFLNK, _IFDIR = 0o170000, stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: str  # posix relpath from the project root
+    st: os.stat_result  # lstat result (symlinks are not followed)
+    category: str  # CODE or FILE
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    path: str  # posix relpath; a folder is reported once, not each file inside
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    entries: list[Entry]  # sorted by path
+    skipped: list[Skipped]  # sorted by path
+
+
+def datmo_rules(root: Path, extra_rules: str = "") -> IgnoreRules:
+    """The defaults, then the root's .datmoignore, then `extra_rules`."""
+    path = os.path.join(root, DATMOIGNORE)
+    text = ""
+    if os.path.isfile(path) and not os.path.islink(path):
+        try:
+            text = _read_text(path)
+        except OSError as err:
+            # Going on without it could store what the user asked us to keep out.
+            raise DatmoError(f"cannot read {path}: {err.strerror}; fix its permissions") from None
+    return (
+        DEFAULT_RULES
+        + IgnoreRules.parse(text, source=DATMOIGNORE)
+        + IgnoreRules.parse(extra_rules, source=OPTION_REASON)
+    )
+
+
+def scan(root: Path, threshold: int = 1 << 20, extra_rules: str = "") -> ScanResult:
+    """Classify every path under `root`; see the module docstring for the rules."""
+    top = os.fspath(root)
+    if not os.path.isdir(top):
+        raise NotFound(f"project folder not found: {top}")
+    return _Walk(top, threshold, datmo_rules(root, extra_rules)).run()
+
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "surrogateescape")
+
+
+# O_NOFOLLOW: a folder swapped for a symlink mid-walk must not lead us outside.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a fifo named .gitignore must not hang the walk.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    """A folder to list: where it is and what applies inside it."""
+
+    path: str  # absolute
+    rel: str  # "" for the root
+    git: IgnoreRules | None  # the .gitignore rules from above, if any
+    ignored: bool  # gitignored itself: everything inside is FILE
+    vouched: bool  # re-included by '!': not checked for a virtual environment
+    rules: IgnoreRules  # the datmo rules from above
+
+
+# A listed folder: runs of entries, each followed by the subfolder that comes
+# next in sorted order (None after the last run).
+_Listing = list[tuple[list[Entry], "_Folder | None"]]
+
+
+class _Walk:
+    def __init__(self, top: str, threshold: int, rules: IgnoreRules) -> None:
+        self.top = top
+        self.threshold = threshold
+        self.rules = rules
+        self.skipped: list[Skipped] = []
+
+    def run(self) -> ScanResult:
+        first = self._list(_Folder(self.top, "", None, False, True, self.rules))
+        if first is None:
+            raise DatmoError(f"cannot list the project folder {self.top}; check its permissions")
+        # Depth-first, children sorted with folders keyed "name/": that is the
+        # sorted order of the full paths, so entries need no final sort.
+        entries: list[Entry] = []
+        stack = [iter(first)]
+        while stack:
+            for run, sub in stack[-1]:
+                entries += run
+                listing = None if sub is None else self._list(sub)
+                if listing is not None:
+                    stack.append(iter(listing))
+                    break
+            else:
+                stack.pop()
+        self.skipped.sort(key=lambda s: s.path)
+        return ScanResult(entries, self.skipped)
+
+    def _list(self, folder: _Folder) -> _Listing | None:
+        """Classify a folder's children; None if it is left out (reported) or gone."""
+        try:
+            fd = os.open(folder.path, _DIR_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            self._skip(folder.rel, err)
+            return None
+        try:
+            return self._classify(fd, folder)
+        finally:
+            os.close(fd)
+
+    def _classify(self, fd: int, folder: _Folder) -> _Listing | None:
+        rel, ignored, skipped = folder.rel, folder.ignored, self.skipped
+        prefix = rel + "/" if rel else ""
+        # listdir + lstat by name relative to the folder's descriptor: the
+        # fewest Python objects per file, and no full path to resolve again.
+        names = os.listdir(fd)
+        lstat = os.lstat
+        files: list[tuple[str, os.stat_result]] = []
+        dirs: list[str] = []  # as sort keys: "name/"
+        for name in names:
+            try:
+                st = lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue  # deleted while we looked: it is simply not there
+            except OSError as err:
+                self._skip(prefix + name, err)
+                continue
+            if st.st_mode & _IFMT == _IFDIR:
+                dirs.append(name + "/")
+            else:
+                files.append((name, st))
+        if not folder.vouched and ("pyvenv.cfg" in names or "conda-meta/" in dirs):
+            skipped.append(Skipped(rel, "virtual environment"))
+            return None
+        git = folder.git
+        # git reads no .gitignore inside an ignored folder, nor through a symlink.
+        if not ignored and ".gitignore" in names:
+            own = IgnoreRules.parse(_read_at(fd, ".gitignore"), rel, _source(rel))
+            git = own if git is None else git + own
+        if git is not None:
+            git = git.for_folder(rel) or None
+        files.sort()  # names are unique, so stat results are never compared
+        dirs.sort()
+        rules = folder.rules.for_folder(rel)
+        # Decided per folder in one call each: usually nothing matches.
+        dir_names = [d[:-1] for d in dirs]
+        left_out = _hits(rules.decide(names, prefix, False))
+        left_out_dirs = rules.decide(dir_names, prefix, True)
+        gitignored: set[str] = set()
+        gitignored_dirs: set[str] = set()
+        if git is not None and not ignored:
+            gitignored = set(_hits(git.decide(names, prefix, False)))
+            gitignored_dirs = set(_hits(git.decide(dir_names, prefix, True)))
+        listing: _Listing = []
+        start = 0
+        for key, name in zip(dirs, dir_names, strict=True):
+            end = bisect_left(files, key, key=_first)
+            run = self._entries(files[start:end], prefix, ignored, left_out, gitignored)
+            start = end
+            hit = left_out_dirs.get(name)
+            if hit is not None and not hit.negated:
+                skipped.append(Skipped(prefix + name, hit.source))
+                listing.append((run, None))
+                continue
+            sub_ignored = ignored or name in gitignored_dirs
+            path = f"{folder.path}/{name}"
+            listing.append(
+                (run, _Folder(path, prefix + name, git, sub_ignored, hit is not None, rules))
+            )
+        listing.append((self._entries(files[start:], prefix, ignored, left_out, gitignored), None))
+        return listing
+
+    def _entries(
+        self,
+        files: list[tuple[str, os.stat_result]],
+        prefix: str,
+        ignored: bool,
+        left_out: dict[str, str],
+        gitignored: set[str],
+    ) -> list[Entry]:
+        out: list[Entry] = []
+        threshold, skipped = self.threshold, self.skipped
+        code, file, new = CODE, FILE, Entry  # locals: this is the hot loop
+        for name, st in files:
+            if left_out and name in left_out:
+                skipped.append(Skipped(prefix + name, left_out[name]))
+                continue
+            fmt = st.st_mode & _IFMT
+            if fmt == _IFREG:
+                category = file if ignored or st.st_size > threshold else code
+            elif fmt == _IFLNK:
+                category = file if ignored else code
+            else:
+                skipped.append(Skipped(prefix + name, "not a regular file"))
+                continue
+            if gitignored and name in gitignored:
+                category = file
+            out.append(new(prefix + name, st, category))
+        return out
+
+    def _skip(self, rel: str, err: OSError) -> None:
+        reason = "permission denied" if isinstance(err, PermissionError) else "unreadable"
+        self.skipped.append(Skipped(rel, reason))
+
+
+def _first(item: tuple[str, os.stat_result]) -> str:
+    return item[0]
+
+
+def _hits(decided: dict[str, Pattern]) -> dict[str, str]:
+    """The names a pattern leaves out (not re-included), with its source."""
+    return {name: p.source for name, p in decided.items() if not p.negated}
+
+
+def _source(rel: str) -> str:
+    return f"{rel}/.gitignore" if rel else ".gitignore"
+
+
+def _read_at(fd: int, name: str) -> str:
+    """A regular file's text, read without following a symlink; "" if there is none."""
+    try:
+        f = os.open(name, _FILE_FLAGS, dir_fd=fd)
+    except OSError:
+        return ""  # a symlink (ELOOP), or unreadable: git only warns
+    with os.fdopen(f, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(f).st_mode):
+            return ""  # a fifo or device: nothing git would read either
+        return stream.read().decode("utf-8", "surrogateescape")

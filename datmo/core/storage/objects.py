@@ -1,0 +1,395 @@
+"""Content-addressed object store: the "files" part of snapshots.
+
+Objects live at ``root/ab/cdef...`` (blake3 hex digest, first two characters
+as the folder) and are read-only. Every write goes to a temp file in
+``root/tmp`` (same filesystem, so the final rename is atomic) and the digest is
+always computed from the bytes we wrote, never from the user's file, so a
+script that rewrites its output while we copy cannot make an object lie about
+its content. We never hard-link the working tree to the store: a script doing
+``open(path, 'wb')`` would silently rewrite every snapshot holding that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import itertools
+import os
+import re
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from blake3 import blake3
+
+from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs
+from datmo.errors import CorruptStore, DatmoError, DiskFull
+
+HASH_NAME = "blake3"
+HASH_CHUNK = 1 << 20  # 1 MiB: fits in L2, so a chunk is hashed while still in cache
+THREAD_MIN = 8 << 20  # below this a hashing thread costs more than it saves
+FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
+# Errors that mean "no clone here, copy instead" (unsupported fs, other device...).
+_NO_REFLINK = frozenset(
+    {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EPERM}
+)
+# ... and "no in-kernel copy between these files": copy through Python instead.
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+SPACE_MARGIN = 16 << 20  # keep some room so datmo's own records can still be written
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
+_HEX = frozenset("0123456789abcdef")
+_OPEN_RO = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+OnError = Callable[[OSError], DatmoError]
+
+
+def hash_file(path: Path) -> str:
+    """blake3 hex digest of a file, read in 1 MiB chunks into reused buffers."""
+    with open(path, "rb", buffering=0) as f:
+        return _hash_fd(f.fileno(), _reraise)
+
+
+def hash_bytes(data: bytes) -> str:
+    return str(blake3(data, max_threads=1).hexdigest())
+
+
+def reflink(src_fd: int, dst_fd: int) -> bool:
+    """Make dst a copy-on-write clone of src; False where the filesystem cannot."""
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+        return True
+    except OSError as e:
+        if e.errno in _NO_REFLINK:
+            return False
+        raise
+
+
+def _reraise(e: OSError) -> DatmoError:
+    raise e
+
+
+def _hash_fd(fd: int, on_read: OnError) -> str:
+    """Hash fd from its current offset to EOF."""
+    return _copy_hashing(fd, None, on_read, _reraise, os.fstat(fd).st_size)[0]
+
+
+def _write_all(fd: int, chunk: memoryview, on_write: OnError) -> None:
+    try:
+        while chunk:  # os.write may write less than asked (signal, nearly full disk)
+            chunk = chunk[os.write(fd, chunk) :]
+    except OSError as e:
+        raise on_write(e) from e
+
+
+def _copy_hashing(
+    src_fd: int, dst_fd: int | None, on_read: OnError, on_write: OnError, size_hint: int
+) -> tuple[str, int]:
+    """Copy src to dst in one pass, hashing exactly the bytes dst holds (no dst: just hash)."""
+    h = blake3(max_threads=1)
+    total = 0
+    kernel = dst_fd is not None and hasattr(os, "copy_file_range")  # Linux only
+
+    def fill(buf: bytearray) -> int:
+        """Put the next chunk in buf, and in dst if there is one; 0 at the end."""
+        nonlocal kernel
+        if kernel and dst_fd is not None:
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, len(buf))
+            except OSError as e:
+                if total or e.errno not in _NO_KERNEL_COPY:
+                    raise (on_write if e.errno in _FULL else on_read)(e) from e
+                n = -1
+            # copy_file_range copies page to page in the kernel, far cheaper than
+            # write() here; reading back our private copy keeps the hash honest.
+            # (Some kernels return 0 for files of special filesystems: copy those.)
+            if n > 0 or (n == 0 and (total or not size_hint)):
+                try:
+                    if os.preadv(dst_fd, [memoryview(buf)[:n]], total) == n:
+                        return n
+                    raise OSError(errno.EIO, "copy shorter than written")
+                except OSError as e:
+                    raise on_write(e) from e
+            kernel = False
+        try:
+            n = os.readv(src_fd, [buf])
+        except OSError as e:
+            raise on_read(e) from e
+        if dst_fd is not None:
+            _write_all(dst_fd, memoryview(buf)[:n], on_write)
+        return n
+
+    # Big files: blake3 releases the GIL, so one worker hashes chunk i while this
+    # thread copies the next (a third less time than serial, and reads of a
+    # fresh clone overlap with hashing). One worker keeps the updates in order;
+    # a buffer is reused only once hashed. Small files: no thread, one buffer.
+    threaded = size_hint >= THREAD_MIN
+    bufs = [bytearray(HASH_CHUNK) for _ in range(3 if threaded else 1)]
+    pending: list[Future[object] | None] = [None] * len(bufs)
+    with ThreadPoolExecutor(1) if threaded else contextlib.nullcontext() as pool:
+        for i in itertools.cycle(range(len(bufs))):
+            if (prev := pending[i]) is not None:
+                prev.result()
+            if not (n := fill(bufs[i])):
+                break
+            if pool is None:
+                h.update(memoryview(bufs[i])[:n])
+            else:
+                pending[i] = pool.submit(h.update, memoryview(bufs[i])[:n])
+            total += n
+        for f in pending:
+            if f is not None:
+                f.result()
+    return str(h.hexdigest()), total
+
+
+def _human(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} B"
+
+
+@contextlib.contextmanager
+def _temp(folder: Path, prefix: str, owner: Owner | None) -> Iterator[tuple[int, str]]:
+    """A new temp file (fd, path); closes fd, and removes the file if the block fails."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
+    try:
+        try:
+            chown(tmp, owner)
+            yield fd, tmp
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_error(e: OSError, doing: str) -> DatmoError:
+    if e.errno == errno.EDQUOT:
+        return DiskFull(f"disk quota exceeded while {doing}; free some space and try again")
+    if e.errno == errno.ENOSPC:
+        return DiskFull(f"disk full while {doing}; free some space and try again")
+    return DatmoError(f"error while {doing}: {e.strerror or e}")
+
+
+def _read_error(e: OSError, src: Path) -> DatmoError:
+    if e.errno == errno.ELOOP:
+        return DatmoError(f"cannot store {src}: it is a symbolic link")
+    return DatmoError(f"cannot read {src}: {e.strerror or e}")
+
+
+def _object_error(digest: str, e: OSError | None = None) -> CorruptStore:
+    if isinstance(e, FileNotFoundError):
+        problem = "is missing from .datmo/objects"
+    elif e is not None:
+        problem = f"in .datmo/objects cannot be read ({e.strerror or e})"
+    else:
+        problem = "in .datmo/objects is damaged (hash mismatch)"
+    return CorruptStore(f"object {digest[:12]} {problem}; run 'datmo fsck'")
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+class ObjectStore:
+    """Read-only blobs under .datmo/objects, named by the blake3 of their bytes."""
+
+    def __init__(self, root: Path, owner: Owner | None = None) -> None:
+        self.root = root
+        self.owner = owner
+        self.tmp = root / "tmp"
+        self._reflinks: bool | None = None
+
+    def path(self, digest: str) -> Path:
+        # Digests come from records on disk; refuse anything that could escape root.
+        if not _DIGEST.match(digest):
+            raise CorruptStore(f"invalid object id {digest!r} in a .datmo record; run 'datmo fsck'")
+        return self.root / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        try:
+            return stat.S_ISREG(os.lstat(self.path(digest)).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def size(self, digest: str) -> int:
+        try:
+            return os.lstat(self.path(digest)).st_size
+        except FileNotFoundError as e:
+            raise _object_error(digest, e) from None
+
+    # -- writing ------------------------------------------------------------
+
+    def put_file(self, src: Path) -> tuple[str, int]:
+        """Store a regular file; returns (digest, size) of the bytes stored."""
+        on_read = functools.partial(_read_error, src=src)
+        on_write = functools.partial(_write_error, doing=f"storing {src} in {self.root}")
+        try:
+            # O_NONBLOCK so a FIFO cannot hang the open; it is rejected just below.
+            sfd = os.open(src, _OPEN_RO | os.O_NONBLOCK)
+        except OSError as e:
+            raise on_read(e) from e
+        try:
+            st = os.fstat(sfd)
+            if not stat.S_ISREG(st.st_mode):
+                raise DatmoError(f"cannot store {src}: not a regular file")
+            os.set_blocking(sfd, True)
+            with self._temp() as (fd, tmp):
+                if self.reflinks_supported() and reflink(sfd, fd):
+                    # The clone is private to us: hashing it hashes exactly what we keep,
+                    # whatever the user's script does to the source meanwhile.
+                    digest, size = _copy_hashing(fd, None, on_write, _reraise, st.st_size)
+                else:
+                    digest, size = _copy_hashing(sfd, fd, on_read, on_write, st.st_size)
+                self._commit(fd, tmp, digest, size)
+        except OSError as e:  # clone, fsync or rename on the store side
+            raise on_write(e) from e
+        finally:
+            os.close(sfd)
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        if self.has(digest):
+            return digest
+        try:
+            with self._temp() as (fd, tmp):
+                _write_all(fd, memoryview(data), _reraise)
+                self._commit(fd, tmp, digest, len(data))
+        except OSError as e:
+            raise _write_error(e, f"writing to {self.root}") from e
+        return digest
+
+    def _commit(self, fd: int, tmp: str, digest: str, size: int) -> None:
+        """fsync the temp and rename it into place, or drop it when already stored.
+        A stored copy of the wrong size is damaged, so the new one replaces it."""
+        final = self.path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            if os.lstat(final).st_size == size:
+                os.unlink(tmp)
+                return
+        os.fsync(fd)
+        os.fchmod(fd, 0o444)
+        new_dir = not final.parent.is_dir()
+        if new_dir:
+            makedirs(final.parent, self.owner)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        if new_dir:
+            fsync_dir(self.root)
+
+    def _temp(self, prefix: str = "put-") -> contextlib.AbstractContextManager[tuple[int, str]]:
+        if not self.tmp.is_dir():
+            makedirs(self.tmp, self.owner)
+        return _temp(self.tmp, prefix, self.owner)
+
+    def delete(self, digest: str) -> None:
+        # Missing is fine: gc may race another gc. The empty folder stays, since a
+        # concurrent put could be about to rename into it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(digest))
+
+    # -- reading ------------------------------------------------------------
+
+    def read_bytes(self, digest: str) -> bytes:
+        try:
+            with open(self.path(digest), "rb", buffering=0, opener=_nofollow) as f:
+                data = f.read()
+        except OSError as e:
+            raise _object_error(digest, e) from e
+        if hash_bytes(data) != digest:
+            raise _object_error(digest)
+        return data
+
+    def verify(self, digest: str) -> bool:
+        """True when the object exists and its bytes match its name."""
+        try:
+            with open(self.path(digest), "rb", buffering=0, opener=_nofollow) as f:
+                return _hash_fd(f.fileno(), _reraise) == digest
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.EIO, errno.EISDIR, errno.ELOOP):
+                return False
+            raise _object_error(digest, e) from e
+
+    def iter_digests(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for d in list(os.scandir(self.root)):
+            if len(d.name) != 2 or not _HEX.issuperset(d.name) or not d.is_dir():
+                continue
+            with os.scandir(d.path) as it:
+                for f in it:
+                    if _DIGEST.match(digest := d.name + f.name):
+                        yield digest
+
+    def restore(
+        self, digest: str, dest: Path, mode: int = 0o644, owner: Owner | None = None
+    ) -> None:
+        """Write the object to dest atomically, checking its hash on the way."""
+        try:
+            sfd = os.open(self.path(digest), _OPEN_RO)
+        except OSError as e:
+            raise _object_error(digest, e) from e
+        on_read = functools.partial(_object_error, digest)
+        on_write = functools.partial(_write_error, doing=f"restoring {dest}")
+        try:
+            makedirs(dest.parent, owner)
+            with _temp(dest.parent, ".datmo-restore-", owner) as (fd, tmp):
+                # a clone is hashed in place; a copy is hashed as it is written
+                src, dst = (fd, None) if reflink(sfd, fd) else (sfd, fd)
+                got, _ = _copy_hashing(src, dst, on_read, on_write, os.fstat(sfd).st_size)
+                if got != digest:
+                    raise _object_error(digest)
+                os.fchmod(fd, mode & 0o7777)  # after the chown in _temp, which clears setuid
+                # rename replaces a symlink at dest itself, never what it points to
+                os.replace(tmp, dest)
+        except OSError as e:
+            raise on_write(e) from e
+        finally:
+            os.close(sfd)
+
+    # -- space and housekeeping ---------------------------------------------
+
+    def check_space(self, needed_bytes: int) -> None:
+        where = self.root if self.root.exists() else self.root.parent
+        st = os.statvfs(where)
+        free = st.f_bavail * st.f_frsize
+        if free < needed_bytes + SPACE_MARGIN:
+            raise DiskFull(
+                f"not enough disk space in {where}: need {_human(needed_bytes)}, "
+                f"{_human(free)} free; free some space or remove old snapshots and "
+                "run 'datmo gc', then try again"
+            )
+
+    def reflinks_supported(self) -> bool:
+        """Whether the store's filesystem can clone files (probed once per instance)."""
+        if self._reflinks is None:
+            self._reflinks = False
+            with (
+                contextlib.suppress(OSError),
+                self._temp("probe-") as (a_fd, a),
+                self._temp("probe-") as (b_fd, b),
+            ):
+                os.unlink(a)
+                os.unlink(b)
+                os.write(a_fd, b"datmo")
+                self._reflinks = reflink(a_fd, b_fd)
+        return self._reflinks
+
+    def clean_tmp(self, older_than_s: float = 3600) -> None:
+        """Remove temp files left by killed processes (a live put keeps its mtime fresh)."""
+        limit = time.time() - older_than_s
+        if not self.tmp.is_dir():
+            return
+        for e in list(os.scandir(self.tmp)):
+            with contextlib.suppress(FileNotFoundError):
+                if e.stat(follow_symlinks=False).st_mtime < limit:
+                    os.unlink(e.path)
