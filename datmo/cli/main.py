@@ -40,6 +40,13 @@ class LazyGroup(click.Group):
         "status": "datmo.cli.project:status",
         "cleanup": "datmo.cli.project:cleanup",
         "snapshot": "datmo.cli.snapshot:snapshot",
+        "environment": "datmo.cli.environment:environment",
+        "run": "datmo.cli.run:run",
+        "ls": "datmo.cli.run:ls",
+        "logs": "datmo.cli.run:logs",
+        "stop": "datmo.cli.run:stop",
+        "delete": "datmo.cli.run:delete",
+        "rerun": "datmo.cli.run:rerun",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         if debug:
             raise
-        click.echo("datmo: interrupted; nothing half-made was kept", err=True)
+        click.echo("datmo: interrupted", err=True)
         sys.exit(130)
     except DatmoError as e:
         if debug:

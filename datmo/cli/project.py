@@ -26,6 +26,13 @@ def init(name: str | None, description: str | None, force: bool) -> None:
     info = result.ctx.info
     verb = "Initialized" if result.created else "Updated"
     echo(f"{verb} datmo project '{info.name}' ({info.id[:8]}) in {result.ctx.store.dir}")
+    if result.created and info.default_executor == "docker":
+        note("Runs use Docker by default (a Docker engine answers); --executor local skips it.")
+    elif result.created:
+        note(
+            "No Docker engine answers, so runs execute as local processes by default; "
+            "start Docker and use --executor docker to run in containers."
+        )
     if result.gitignore_updated:
         note("Added .datmo/ to .gitignore so your git repository ignores datmo's store.")
 
@@ -89,7 +96,7 @@ def cleanup(yes: bool) -> None:
     from datmo.core.project import open_project
     from datmo.errors import DatmoError
 
-    ctx = open_project()
+    ctx = open_project(recover=False)  # cleanup must work even when recovery cannot
     if not yes:
         if not sys.stdin.isatty():
             raise DatmoError("cleanup deletes every snapshot; pass --yes to confirm")

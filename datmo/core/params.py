@@ -35,7 +35,9 @@ def parse_pairs(items: tuple[str, ...] | list[str], option: str) -> dict[str, An
         eq, colon = item.find("="), item.find(":")
         cuts = [i for i in (eq, colon) if i > 0]
         if not cuts:
-            raise UsageError(f"{option} expects KEY=VALUE, got '{item}'; for example {option} lr=0.01")
+            raise UsageError(
+                f"{option} expects KEY=VALUE, got '{item}'; for example {option} lr=0.01"
+            )
         cut = min(cuts)
         key = item[:cut].strip()
         if not key:
@@ -71,6 +73,30 @@ def load_mapping(path: Path, option: str) -> dict[str, Any]:
     return {str(k): v for k, v in doc.items()}
 
 
+def normalize(value: Any, where: str) -> Any:
+    """Make values storable as strict JSON: dates as ISO text, NaN/inf as text, sets as lists."""
+    import datetime
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): normalize(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalize(v, where) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((normalize(v, where) for v in value), key=repr)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return normalize(value.item(), where)
+    raise UsageError(
+        f"{where} is a {type(value).__name__}, which cannot be stored; use numbers, text, "
+        "lists or mappings"
+    )
+
+
 def gather(
     pairs: tuple[str, ...] | list[str],
     file: str | None,
@@ -84,4 +110,4 @@ def gather(
     if file:
         out.update(load_mapping(Path(file), f"{option}-file"))
     out.update(parse_pairs(pairs, option))
-    return out
+    return {k: normalize(v, f"{option} {k}") for k, v in out.items()}

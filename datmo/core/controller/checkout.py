@@ -13,13 +13,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.project import ProjectContext
 from datmo.core.state import CODE_LINK_MODE, Changes, TreeState, compare, load
 from datmo.core.storage.fsutil import Owner, chown, makedirs
-from datmo.errors import DatmoError, NotFound, UnsavedChanges
+from datmo.errors import CorruptStore, DatmoError, NotFound, UnsavedChanges
 
 JOURNAL = "journal/checkout.json"
 TMP_PREFIX = ".datmo-restore-"
@@ -67,6 +68,7 @@ def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResu
         old = work if saved else state_of(ctx, cur)
         new = state_of(ctx, target)
         _check_conflicts(ctx, old, new)
+        _check_objects(ctx, new)
         store.write_json(JOURNAL, {"target": target.id, "source": cur.id if cur else None})
         written, removed = _apply(ctx, old, new, work)
         _finish(ctx, target.id)
@@ -127,17 +129,38 @@ def _check_conflicts(ctx: ProjectContext, old: TreeState, new: TreeState) -> Non
             prefix = "/".join(parts[:i])
             if prefix in leaving:
                 break
-            try:
-                st = os.lstat(ctx.root / prefix)
-            except FileNotFoundError:
+            full = ctx.root / prefix
+            if not os.path.lexists(full):
                 break
-            is_last = i == len(parts)
-            if is_last or not os.path.isdir(ctx.root / prefix) or os.path.islink(ctx.root / prefix):
-                raise DatmoError(
-                    f"checkout would overwrite '{prefix}', which no snapshot holds "
-                    f"({'folder' if os.path.isdir(ctx.root / prefix) else 'file'} of "
-                    f"{st.st_size} bytes); move it out of the way and try again"
-                )
+            is_dir = os.path.isdir(full) and not os.path.islink(full)
+            if is_dir and i < len(parts):
+                continue  # a folder on the way; files go inside it
+            if is_dir and _only_leaving(ctx.root, prefix, leaving):
+                break  # every file in it is removed first, then the folder goes
+            raise DatmoError(
+                f"checkout would overwrite '{prefix}', which no snapshot holds; "
+                "move it out of the way and try again"
+            )
+
+
+def _only_leaving(root: Path, folder: str, leaving: set[str] | Any) -> bool:
+    for dirpath, _, files in os.walk(root / folder):
+        rel = os.path.relpath(dirpath, root)
+        if any(Path(rel, f).as_posix() not in leaving for f in files):
+            return False
+    return True
+
+
+def _check_objects(ctx: ProjectContext, new: TreeState) -> None:
+    """Every object the target needs must be there before the first file changes."""
+    git, objects = ctx.store.git, ctx.store.objects
+    missing = [p for p, (_, sha) in new.code.items() if not git.has_object(sha)]
+    missing += [p for p, (digest, _, _) in new.files.items() if not objects.has(digest)]
+    if missing:
+        raise CorruptStore(
+            f"the snapshot's stored copy of '{missing[0]}' is missing ({len(missing)} path(s)); "
+            "nothing was changed; run 'datmo fsck'"
+        )
 
 
 def _apply(ctx: ProjectContext, old: TreeState, new: TreeState, work: TreeState) -> tuple[int, int]:

@@ -47,16 +47,23 @@ def init(
     store = Store(root)
     ctx = ProjectContext(root, store)
     created = not store.exists()
+    if not created:
+        from datmo.core.controller.checkout import recover_if_needed
+
+        recover_if_needed(ctx)
     store.create_layout()
     with store.lock():
         now = utcnow()
         if created:
+            from datmo.core.docker import engine_answers
+
             project = Project(
                 id=secrets.token_hex(20),
                 name=name or root.name or "project",
                 description=description or "",
                 created_at=now,
                 updated_at=now,
+                default_executor="docker" if engine_answers() else "local",
             )
         else:
             project = ctx.info
@@ -73,8 +80,8 @@ def init(
 
 
 def _ignore_in_git(root: Path, store: Store) -> bool:
-    """Add .datmo/ to the project's .gitignore when the project is a git repository."""
-    if not (root / ".git").exists():
+    """Add .datmo/ to the project's .gitignore when the project is in a git repository."""
+    if not any((folder / ".git").exists() for folder in (root, *root.parents)):
         return False
     gitignore = root / ".gitignore"
     text = gitignore.read_text(encoding="utf-8", errors="replace") if gitignore.exists() else ""
@@ -117,9 +124,7 @@ def status(ctx: ProjectContext) -> Status:
     )
     touched = set(code.added + code.removed + code.changed + files.added)
     touched |= set(files.removed + files.changed)
-    return Status(
-        ctx.info, cur, code, files, "config.json" in touched, "stats.json" in touched
-    )
+    return Status(ctx.info, cur, code, files, "config.json" in touched, "stats.json" in touched)
 
 
 def cleanup(ctx: ProjectContext) -> None:

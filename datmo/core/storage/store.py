@@ -50,7 +50,7 @@ class Store:
         return (self.dir / "project.json").is_file()
 
     def create_layout(self) -> None:
-        for sub in ("", *KINDS, "cache", "journal", "tmp", "objects"):
+        for sub in ("", *KINDS, "cache", "journal", "tmp", "objects", "run-data", "home"):
             makedirs(self.dir / sub, self.owner)
 
     def path(self, *parts: str) -> Path:
@@ -124,7 +124,11 @@ class Store:
             ) from None
 
     def write_json(self, rel: str, doc: Any) -> None:
-        data = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        try:
+            data = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise DatmoError(f"cannot store {rel}: {e}") from None
+        data += "\n"
         path = self.dir / rel
         makedirs(path.parent, self.owner)
         atomic_write_bytes(path, data.encode(), self.owner)
