@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "snapshot"]
+__all__ = ["__version__", "log_config", "log_metrics", "snapshot"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,9 @@ def __getattr__(name: str) -> Any:
         from datmo.sdk import snapshot
 
         return snapshot
+    if name in ("log_metrics", "log_config"):
+        # The same standard-library code that tasks get mounted into their container.
+        from datmo.task_sdk import datmo as task_sdk
+
+        return getattr(task_sdk, name)
     raise AttributeError(f"module 'datmo' has no attribute {name!r}")

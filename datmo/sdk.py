@@ -1,7 +1,7 @@
 """What `import datmo` offers in Python: snapshots, and metrics from inside a task.
 
-    import datmo
-    datmo.snapshot.create(message="baseline", config={"lr": 0.01}, stats={"acc": 0.91})
+import datmo
+datmo.snapshot.create(message="baseline", config={"lr": 0.01}, stats={"acc": 0.91})
 """
 
 from __future__ import annotations

@@ -11,13 +11,21 @@ import click
 from datmo.cli.output import echo, format_option, note, render
 
 config_option = click.option(
-    "-c", "--config", "config", multiple=True, metavar="KEY=VALUE",
+    "-c",
+    "--config",
+    "config",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Config value, typed (lr=0.01 is a number). Repeatable.",
-)  # fmt: skip
+)
 stats_option = click.option(
-    "-s", "--stats", "stats", multiple=True, metavar="KEY=VALUE",
+    "-s",
+    "--stats",
+    "stats",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Metric value, typed (acc=0.91). Repeatable.",
-)  # fmt: skip
+)
 
 
 def snapshot_row(s: Any, current_id: str | None) -> dict[str, Any]:
@@ -68,10 +76,13 @@ def snapshot() -> None:
 @stats_option
 @click.option("--config-file", type=click.Path(dir_okay=False), help="JSON or YAML config.")
 @click.option("--stats-file", type=click.Path(dir_okay=False), help="JSON or YAML metrics.")
+@click.option("--run-id", help="Make this run's after snapshot a visible snapshot instead.")
 @click.option(
-    "--paths", multiple=True, metavar="SRC[>DEST]",
+    "--paths",
+    multiple=True,
+    metavar="SRC[>DEST]",
     help="Also store a file or folder from outside the project, under DEST. Repeatable.",
-)  # fmt: skip
+)
 def create(
     message: str,
     label: str | None,
@@ -80,6 +91,7 @@ def create(
     config_file: str | None,
     stats_file: str | None,
     paths: tuple[str, ...],
+    run_id: str | None,
 ) -> None:
     """Record code, environment, files, config and metrics; print the snapshot id.
 
@@ -89,6 +101,17 @@ def create(
     from datmo.core.params import parse_pairs
     from datmo.core.project import open_project
 
+    if run_id:
+        snap = ctl.from_run(
+            open_project(),
+            run_id,
+            message,
+            label=label,
+            config=parse_pairs(config, "--config"),
+            metrics=parse_pairs(stats, "--stats"),
+        )
+        echo(snap.id)
+        return
     result = ctl.create(
         open_project(),
         message,
@@ -239,9 +262,11 @@ def delete(snapshot_id: str, force: bool) -> None:
 @click.argument("paths", nargs=-1)
 @click.option("--force", is_flag=True, help="Save unsaved changes as a hidden snapshot, then go.")
 @click.option(
-    "--to", "to", type=click.Path(file_okay=False),
+    "--to",
+    "to",
+    type=click.Path(file_okay=False),
     help="Write the snapshot (or PATHS of it) into this folder instead of the working tree.",
-)  # fmt: skip
+)
 def checkout(snapshot_id: str, paths: tuple[str, ...], force: bool, to: str | None) -> None:
     """Restore a snapshot's code and files into the working tree.
 

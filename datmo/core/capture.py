@@ -43,20 +43,28 @@ def working_state(ctx: ProjectContext) -> TreeState:
     return state
 
 
-def capture_tree(ctx: ProjectContext, extras: list[tuple[Path, str]]) -> Captured:
-    """Store everything a snapshot needs; the caller writes the record."""
+def capture_tree(
+    ctx: ProjectContext, extras: list[tuple[Path, str]], root: Path | None = None
+) -> Captured:
+    """Store everything a snapshot needs; the caller writes the record.
+
+    root: another tree to capture instead of the project (a rerun's scratch copy).
+    """
     from datmo.core.controller import environment
     from datmo.core.envinfo import EnvInfoCache
 
     store = ctx.store
-    result = scan_project(ctx)
-    cache = stat_cache(ctx)
+    tree = root or ctx.root
+    result = scan(tree, ctx.info.file_threshold)
+    # A scratch tree gets a throwaway cache: its paths would only evict the project's entries.
+    cache = stat_cache(ctx) if tree == ctx.root else StatCache(tree.parent / f".{tree.name}.stat")
     if not store.objects.reflinks_supported():
         extra_bytes = sum(_tree_size(src) for src, _ in extras)
         store.objects.check_space(bytes_to_store(store, result, cache) + extra_bytes)
-    state = describe(store, result, cache, capture=True)
-    cache.prune(e.path for e in result.entries)
-    cache.save()
+    state = describe(store, result, cache, capture=True, root=tree)
+    if tree == ctx.root:
+        cache.prune(e.path for e in result.entries)
+        cache.save()
     for src, dest in extras:
         state.extra.update(_capture_extra(ctx, src, dest))
     code_id = store.git.write_tree(state.code)
@@ -64,7 +72,7 @@ def capture_tree(ctx: ProjectContext, extras: list[tuple[Path, str]]) -> Capture
     env_id = environment.in_use(ctx)
     py_files = [(e.path, e.st) for e in result.entries if e.path.endswith(".py")]
     env_cache = EnvInfoCache(store.path("cache", "envinfo.json"), store.owner)
-    requirements, platform = env_cache.compute(ctx.root, py_files)
+    requirements, platform = env_cache.compute(tree, py_files)
     requirements_id = store.objects.put_bytes(requirements.encode())
     total = sum(e.st.st_size for e in result.entries) + sum(v[1] for v in state.extra.values())
     return Captured(
@@ -82,9 +90,7 @@ def capture_tree(ctx: ProjectContext, extras: list[tuple[Path, str]]) -> Capture
 def _tree_size(src: Path) -> int:
     if src.is_file():
         return src.stat().st_size
-    return sum(
-        os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(src) for f in files
-    )
+    return sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(src) for f in files)
 
 
 def _capture_extra(ctx: ProjectContext, src: Path, dest: str) -> dict[str, tuple[str, int, int]]:

@@ -31,9 +31,13 @@ Signature = tuple[Any, ...]
 @dataclass
 class TreeState:
     code: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (git mode, sha1)
-    files: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # path -> (digest, size, mode)
+    files: dict[str, tuple[str, int, int]] = field(
+        default_factory=dict
+    )  # path -> (digest, size, mode)
     links: dict[str, str] = field(default_factory=dict)  # ignored symlinks: path -> target
-    extra: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # --paths, outside the tree
+    extra: dict[str, tuple[str, int, int]] = field(
+        default_factory=dict
+    )  # --paths, outside the tree
 
     def signatures(self) -> dict[str, Signature]:
         out: dict[str, Signature] = {p: ("code", m, s) for p, (m, s) in self.code.items()}
@@ -82,10 +86,15 @@ def git_mode(st: os.stat_result) -> str:
     return "100755" if st.st_mode & 0o111 else "100644"
 
 
-def describe(store: Store, scan: ScanResult, cache: StatCache, capture: bool) -> TreeState:
-    """Hash the scanned tree, using the stat cache. capture=True stores file contents."""
+def describe(
+    store: Store, scan: ScanResult, cache: StatCache, capture: bool, root: Path | None = None
+) -> TreeState:
+    """Hash the scanned tree (default: the project), using the stat cache.
+
+    capture=True stores file contents in the object store.
+    """
     state = TreeState()
-    root = store.root
+    root = root or store.root
     git, objects = store.git, store.objects
     for e in scan.entries:
         full = os.path.join(root, e.path)
@@ -124,7 +133,8 @@ def _read_guard(path: str, fn: Any) -> Any:
         raise DatmoError(f"'{path}' vanished while it was being read; try again") from None
     except PermissionError:
         raise DatmoError(
-            f"cannot read '{path}': permission denied; fix its permissions or add it to .datmoignore"
+            f"cannot read '{path}': permission denied; "
+            "fix its permissions or add it to .datmoignore"
         ) from None
 
 
@@ -148,7 +158,5 @@ def load(store: Store, code_id: str, files_id: str) -> TreeState:
         state.links = dict(doc.get("links", {}))
         state.extra = {p: (v[0], int(v[1]), int(v[2])) for p, v in doc.get("extra", {}).items()}
     except (ValueError, KeyError, TypeError, IndexError):
-        raise CorruptStore(
-            f"file manifest {files_id[:12]} is damaged; run 'datmo fsck'"
-        ) from None
+        raise CorruptStore(f"file manifest {files_id[:12]} is damaged; run 'datmo fsck'") from None
     return state

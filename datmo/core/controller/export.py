@@ -8,7 +8,7 @@ from pathlib import Path
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import _safe_rel, _write_bytes, _write_link, state_of
 from datmo.core.project import ProjectContext
-from datmo.core.state import CODE_LINK_MODE
+from datmo.core.state import CODE_LINK_MODE, TreeState
 from datmo.core.storage.fsutil import Owner, makedirs
 from datmo.errors import DatmoError, NotFound
 
@@ -37,11 +37,7 @@ def export(ctx: ProjectContext, ref: str, dest: Path, paths: list[str], cwd: Pat
             "outside the project"
         )
     state = state_of(ctx, snap)
-    entries: dict[str, tuple[str, str]] = {p: ("code", p) for p in state.code}
-    entries.update((p, ("file", p)) for p in state.files)
-    entries.update((p, ("link", p)) for p in state.links)
-    entries.update((p, ("extra", p)) for p in state.extra)
-    wanted = sorted(entries)
+    wanted = sorted({*state.code, *state.files, *state.links, *state.extra})
     if paths:
         selected = []
         for want in ["" if p == "." else p for p in to_project_paths(ctx, paths, cwd)]:
@@ -56,10 +52,21 @@ def export(ctx: ProjectContext, ref: str, dest: Path, paths: list[str], cwd: Pat
             f"{target / clashes[0]} already exists ({len(clashes)} clashing path(s)); "
             "choose an empty folder"
         )
-    owner: Owner | None = None
+    write_state(ctx, state, target, wanted, None)
+    return len(wanted)
+
+
+def write_state(
+    ctx: ProjectContext, state: TreeState, target: Path, paths: list[str], owner: Owner | None
+) -> None:
+    """Write the given paths of a stored state under target (which may not exist yet)."""
+    kinds: dict[str, str] = {p: "code" for p in state.code}
+    kinds.update((p, "file") for p in state.files)
+    kinds.update((p, "link") for p in state.links)
+    kinds.update((p, "extra") for p in state.extra)
     makedirs(target, owner)
-    for path in wanted:
-        kind, _ = entries[path]
+    for path in paths:
+        kind = kinds[path]
         out = target / _safe_rel(path)
         makedirs(out.parent, owner)
         if kind == "code":
@@ -74,4 +81,3 @@ def export(ctx: ProjectContext, ref: str, dest: Path, paths: list[str], cwd: Pat
         else:
             digest, _, fmode = (state.files if kind == "file" else state.extra)[path]
             ctx.store.objects.restore(digest, out, fmode, owner)
-    return len(wanted)

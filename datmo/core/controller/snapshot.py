@@ -63,9 +63,9 @@ def gather_params(
     stats_file: str | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     cfg = params.gather([], config_file, ctx.root / "config.json", "--config")
-    cfg.update(config or {})
+    cfg.update(params.normalize(config or {}, "config"))
     met = params.gather([], stats_file, ctx.root / "stats.json", "--stats")
-    met.update(metrics or {})
+    met.update(params.normalize(metrics or {}, "metrics"))
     return cfg, met
 
 
@@ -81,14 +81,21 @@ def create(
     paths: list[str] | tuple[str, ...] = (),
     hidden: bool = False,
     run_id: str | None = None,
+    tree: Path | None = None,
+    reuse_state: bool = False,
 ) -> CreateResult:
-    """Capture code, files, environment, config and metrics as one snapshot."""
+    """Capture code, files, environment, config and metrics as one snapshot.
+
+    tree: capture another folder (a rerun's scratch copy); it never becomes current.
+    reuse_state: return the current snapshot when it holds the same state, whatever
+    its message (a run's before snapshot of an unchanged project).
+    """
     from datmo.core import capture
 
     if not message.strip():
         raise DatmoError("a snapshot needs a message; pass -m 'what changed'")
     cfg, met = gather_params(ctx, config, metrics, config_file, stats_file)
-    captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths])
+    captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths], tree)
     store = ctx.store
     with store.lock(), deferred_interrupt():
         parent = current(ctx)
@@ -115,12 +122,15 @@ def create(
         )
         if parent is not None and not hidden and snap.same_content(parent):
             return CreateResult(parent, created=False, skipped=captured.skipped)
+        if parent is not None and reuse_state and snap.same_state(parent):
+            return CreateResult(parent, created=False, skipped=captured.skipped)
         parents = [parent.code_commit] if parent and parent.code_commit else []
         commit = store.git.commit(captured.code_id, message, parents)
         snap = snap.evolve(code_commit=commit)
         store.write_entity(KIND, snap.to_dict())
         store.git.update_ref(REF_PREFIX + snap.id, commit)
-        store.write_pointer(CURRENT, snap.id)
+        if tree is None or tree == ctx.root:
+            store.write_pointer(CURRENT, snap.id)
     return CreateResult(snap, created=True, skipped=captured.skipped)
 
 
@@ -158,9 +168,9 @@ def update(
         if label is not None:
             changes["label"] = label or None
         if config:
-            changes["config"] = {**snap.config, **config}
+            changes["config"] = {**snap.config, **params.normalize(config, "config")}
         if metrics:
-            changes["metrics"] = {**snap.metrics, **metrics}
+            changes["metrics"] = {**snap.metrics, **params.normalize(metrics, "metrics")}
         snap = snap.evolve(**changes)
         store.write_entity(KIND, snap.to_dict())
     return snap
@@ -180,4 +190,36 @@ def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Snapshot:
         store.git.delete_ref(REF_PREFIX + snap.id)
         if is_current:
             store.write_pointer(CURRENT, None)
+    return snap
+
+
+def from_run(
+    ctx: ProjectContext,
+    run_ref: str,
+    message: str,
+    *,
+    label: str | None = None,
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Snapshot:
+    """Make a run's after snapshot visible, with a message of the user's."""
+    from datmo.core.controller import run as runs
+
+    run = runs.get(ctx, run_ref)
+    if not run.after_snapshot_id:
+        raise DatmoError(
+            f"run {run.id[:8]} has no after snapshot yet ({run.status}); wait for it to finish"
+        )
+    if not message.strip():
+        raise DatmoError("a snapshot needs a message; pass -m 'what changed'")
+    with ctx.store.lock(), deferred_interrupt():
+        snap = get(ctx, run.after_snapshot_id)
+        snap = snap.evolve(
+            hidden=False,
+            message=message,
+            label=label if label is not None else snap.label,
+            config={**snap.config, **params.normalize(config or {}, "config")},
+            metrics={**snap.metrics, **params.normalize(metrics or {}, "metrics")},
+        )
+        ctx.store.write_entity(KIND, snap.to_dict())
     return snap

@@ -56,8 +56,11 @@ class Snapshot:
     def evolve(self, **changes: Any) -> Snapshot:
         return replace(self, **changes)
 
-    def same_content(self, other: Snapshot) -> bool:
-        """True when both record the same state and the same words (used to skip duplicates)."""
-        keys: tuple[str, ...] = ("code_id", "files_id", "environment_id", "requirements_id")
-        keys += ("config", "metrics", "message", "label")
+    def same_state(self, other: Snapshot) -> bool:
+        """True when both record the same code, files, environment, config and metrics."""
+        keys = ("code_id", "files_id", "environment_id", "requirements_id", "config", "metrics")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def same_content(self, other: Snapshot) -> bool:
+        """Same state and the same words (used to skip duplicates)."""
+        return self.same_state(other) and (self.message, self.label) == (other.message, other.label)

@@ -1,0 +1,311 @@
+"""`datmo run`, `datmo ls`, `datmo logs`, `datmo stop`, `datmo delete`, `datmo rerun`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from datmo.cli.output import echo, format_option, note, render
+
+F = Callable[..., Any]
+
+
+@contextlib.contextmanager
+def datmo_failure_exit() -> Iterator[None]:
+    """datmo's own failures in `run` exit 125, as `docker run` does; the task's code is its own."""
+    from datmo.errors import DatmoError
+
+    try:
+        yield
+    except DatmoError as e:
+        if e.exit_code != 130:
+            e.exit_code = 125
+        raise
+
+
+TASK_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--environment", "environment"), {"metavar": "ID", "help": "Environment (default: active)."}),
+    (("--gpu",), {"is_flag": True, "help": "Give the task all GPUs."}),
+    (("--gpus",), {"metavar": "0,1", "help": "Give the task these GPUs (or 'all')."}),
+    (
+        ("-p", "--port", "ports"),
+        {
+            "multiple": True,
+            "metavar": "HOST:CONTAINER",
+            "help": "Publish a port, on 127.0.0.1 unless IP:HOST:CONTAINER. Repeatable.",
+        },
+    ),
+    (("--memory",), {"metavar": "SIZE", "help": "Memory limit, such as 4g."}),
+    (("--cpus",), {"type": float, "help": "CPU limit, such as 2 or 0.5."}),
+    (
+        ("--data",),
+        {
+            "multiple": True,
+            "metavar": "PATH[>NAME][:rw]",
+            "help": "Mount at /data/NAME, read-only unless :rw. Repeatable.",
+        },
+    ),
+    (
+        ("-e", "--env", "env"),
+        {
+            "multiple": True,
+            "metavar": "KEY=VALUE",
+            "help": "Set a variable in the task (KEY alone passes yours). Repeatable.",
+        },
+    ),
+    (("-d", "--detach"), {"is_flag": True, "help": "Return at once; the run goes on."}),
+    (
+        ("--executor",),
+        {
+            "type": click.Choice(["docker", "local"]),
+            "help": "Run in Docker or as a local process (default: the project's).",
+        },
+    ),
+]
+
+
+def task_options(f: F) -> F:
+    """Options shared by `datmo run` and the workspaces."""
+    for decls, kw in reversed(TASK_OPTIONS):
+        f = click.option(*decls, **kw)(f)
+    return f
+
+
+def build_spec(command: str, **kw: Any) -> Any:
+    from datmo.core import runspec
+    from datmo.core.params import parse_pairs
+    from datmo.core.project import open_project
+
+    ctx = open_project()
+    gpus = kw.get("gpus")
+    if kw.get("gpu") and gpus:
+        raise click.UsageError("use --gpu (all GPUs) or --gpus LIST, not both")
+    spec = runspec.RunSpec(
+        command=command,
+        executor=kw.get("executor") or ctx.info.default_executor,
+        environment=kw.get("environment"),
+        gpus="all" if kw.get("gpu") else runspec.parse_gpus(gpus) if gpus else None,
+        ports=[runspec.parse_port(p) for p in kw.get("ports", ())],
+        memory=runspec.parse_memory(kw["memory"]) if kw.get("memory") else None,
+        cpus=runspec.parse_cpus(kw["cpus"]) if kw.get("cpus") is not None else None,
+        data=[runspec.parse_data(d) for d in kw.get("data", ())],
+        env=runspec.parse_env(kw.get("env", ())),
+        config=parse_pairs(kw.get("config", ()), "--config"),
+        message=kw.get("message"),
+        detach=bool(kw.get("detach")),
+        interactive=bool(kw.get("interactive")),
+        capture=not kw.get("no_capture"),
+    )
+    return ctx, spec
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("command", nargs=-1, required=True)
+@task_options
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Run config, typed. Repeatable.",
+)
+@click.option("-m", "--message", help="What this run is for.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach your terminal to the task.")
+@click.option(
+    "--no-capture", is_flag=True, help="Do not read 'key: number' output lines as metrics."
+)
+def run(command: tuple[str, ...], **kw: Any) -> None:
+    """Run a task: snapshot before, run the command, snapshot after.
+
+    Quote the command, or put it after --. Exits with the task's exit code
+    (130 after Ctrl-C, 125 when datmo itself fails).
+
+    Example: datmo run -c lr=0.01 "python train.py --epochs 3"
+    """
+    from datmo.core.controller import launch
+
+    text = command[0] if len(command) == 1 else " ".join(_quote(c) for c in command)
+    with datmo_failure_exit():
+        ctx, spec = build_spec(text, **kw)
+        if spec.interactive:
+            from datmo.core.controller.interactive import run_interactive
+
+            sys.exit(_exit_code(run_interactive(ctx, spec, progress=note), note))
+        started = launch.start(ctx, spec, progress=note)
+    if spec.detach:
+        note(
+            f"run {started.id[:8]} started in the background; "
+            f"follow it with 'datmo logs -f {started.id[:8]}'"
+        )
+        echo(started.id)
+        return
+    note(f"run {started.id[:8]} ({spec.executor}) started")
+    final = launch.follow(ctx, started, sys.stdout.buffer, on_stop=note)
+    sys.exit(_exit_code(final, note))
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def _exit_code(final: Any, say: Callable[[str], None]) -> int:
+    short = final.id[:8]
+    if final.status == "STOPPED":
+        say(f"run {short} STOPPED; its after snapshot is {(final.after_snapshot_id or '-')[:8]}")
+        return 130
+    if final.status == "LOST":
+        say(f"run {short} LOST: {final.error}")
+        return 125
+    if final.error:
+        say(f"run {short} {final.status}: {final.error}")
+    else:
+        say(f"run {short} {final.status} (exit code {final.exit_code})")
+    return int(final.exit_code or 0) if final.exit_code is not None else 125
+
+
+def run_row(r: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = r.to_dict()
+    doc.pop("env", None)
+    return doc
+
+
+@click.command(name="ls")
+@click.option("--filter", "filter_", metavar="EXPR", help="Such as: acc>0.9 and lr=0.01")
+@click.option("--sort", metavar="KEY[:asc]", help="Sort by a metric or config key (descending).")
+@click.option("--limit", type=int, help="Show at most this many runs.")
+@format_option
+def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> None:
+    """List runs, newest first.
+
+    Example: datmo ls --filter "acc>0.9" --sort acc --limit 10
+    """
+    from datmo.core.controller import run as runs
+    from datmo.core.project import open_project
+
+    rows = [run_row(r) for r in runs.ls(open_project(), filter_, sort, limit)]
+    cols = [
+        "id",
+        "command",
+        "environment_id",
+        "status",
+        "config",
+        "metrics",
+        "started_at",
+        "duration_s",
+    ]
+    if fmt == "table":
+        for row in rows:
+            row["id"] = row["id"][:8]
+            row["environment_id"] = (row["environment_id"] or "")[:8]
+            row["started_at"] = (row["started_at"] or "")[:19].replace("T", " ")
+            if row["status"] == "FAILED" and row.get("exit_code") is not None:
+                row["status"] = f"FAILED ({row['exit_code']})"
+            cmd = row["command"]
+            row["command"] = cmd if len(cmd) <= 40 else cmd[:37] + "..."
+    echo(render(rows, cols, fmt))
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the run ends.")
+def logs(run_id: str, follow: bool) -> None:
+    """Print a run's output.
+
+    Example: datmo logs -f 3f2a
+    """
+    from datmo.core.controller import launch
+    from datmo.core.controller import run as runs
+    from datmo.core.project import open_project
+
+    ctx = open_project()
+    r = runs.get(ctx, run_id)
+    if follow and not r.finished:
+        launch.follow(ctx, r, sys.stdout.buffer, on_stop=note)
+        return
+    with open(runs.log_path(ctx, r.id), "rb") as f:
+        while chunk := f.read(1 << 16):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every running run.")
+def stop(run_id: str | None, stop_all: bool) -> None:
+    """Stop a running run: its after snapshot is taken and its container removed.
+
+    Example: datmo stop 3f2a, or datmo stop --all
+    """
+    from datmo.core.controller import run as runs
+    from datmo.core.project import open_project
+
+    done = runs.stop(open_project(), run_id, all=stop_all)
+    if not done:
+        echo("no runs are running")
+    for r in done:
+        echo(f"run {r.id[:8]} {r.status}")
+
+
+@click.command()
+@click.argument("run_id")
+def delete(run_id: str) -> None:
+    """Delete a run's record and log (its snapshots stay until 'datmo gc').
+
+    Example: datmo delete 3f2a
+    """
+    from datmo.core.controller import run as runs
+    from datmo.core.project import open_project
+
+    r = runs.delete(open_project(), run_id)
+    echo(f"Deleted run {r.id[:8]}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--verify", is_flag=True, help="Report what came out the same and what differs.")
+@click.option("-d", "--detach", is_flag=True, help="Return at once (not with --verify).")
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Give a secret the original run used.",
+)
+@format_option
+def rerun(run_id: str, verify: bool, detach: bool, env: tuple[str, ...], fmt: str) -> None:
+    """Run a run again: same command, options, before snapshot and image.
+
+    It runs in a scratch copy and never touches your working tree.
+    Example: datmo rerun 3f2a --verify
+    """
+    from datmo.core.controller import rerun as ctl
+    from datmo.core.project import open_project
+
+    ctx = open_project()
+    with datmo_failure_exit():
+        if verify and detach:
+            raise click.UsageError("--verify waits for the rerun; drop --detach")
+        started = ctl.start(ctx, run_id, env, detach=detach, progress=note)
+    if detach:
+        echo(started.id)
+        return
+    from datmo.core.controller import launch
+
+    note(f"rerun {started.id[:8]} of {run_id} started")
+    out = sys.stderr.buffer if verify else sys.stdout.buffer
+    final = launch.follow(ctx, started, out, on_stop=note)
+    code = _exit_code(final, note)
+    if not verify:
+        sys.exit(code)
+    report = ctl.verify(ctx, run_id, final.id)
+    echo(render(report.rows(), ["kind", "name", "original", "rerun", "same"], fmt))
+    note(report.summary())
+    sys.exit(0 if report.identical and code == 0 else 1)

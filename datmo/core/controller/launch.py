@@ -1,0 +1,154 @@
+"""Starting a run: validate, snapshot the state before, hand the task to a supervisor.
+
+Everything that can be refused is refused before any record exists. The
+supervisor answers one line once the task has started ("OK") or could not
+("ERR why"); only then does `datmo run` return (-d) or follow the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from datmo.core.controller import run as runs
+from datmo.core.entity.base import utcnow
+from datmo.core.entity.run import Run
+from datmo.core.process import start_time
+from datmo.core.project import ProjectContext
+from datmo.core.runspec import RunSpec
+from datmo.core.storage.fsutil import chown
+from datmo.errors import DatmoError
+
+Progress = Callable[[str], None]
+
+
+def resolve_environment(
+    ctx: ProjectContext, spec: RunSpec, progress: Progress | None
+) -> tuple[str | None, str | None]:
+    """(environment id, image id): the image is built only if the environment changed."""
+    from datmo.core.controller import environment
+
+    env = environment.resolve(ctx, spec.environment)
+    if spec.executor != "docker":
+        return env.id, None
+    return env.id, environment.ensure_image(ctx, env.id, progress)
+
+
+def start(
+    ctx: ProjectContext,
+    spec: RunSpec,
+    progress: Progress | None = None,
+    before_snapshot_id: str | None = None,
+    workdir: str | None = None,
+    rerun_of: str | None = None,
+    image_id: str | None = None,
+) -> Run:
+    """Start a run and return its record once the task is running."""
+    from datmo.core.controller import snapshot
+
+    if image_id is None:
+        env_id, image_id = resolve_environment(ctx, spec, progress)
+    else:
+        env_id = spec.environment
+    if before_snapshot_id is None:
+        before_snapshot_id = snapshot.create(
+            ctx,
+            f"before run: {spec.command}"[:200],
+            config=spec.config,
+            hidden=True,
+            reuse_state=True,
+        ).snapshot.id
+    now = utcnow()
+    run = Run(
+        id=secrets.token_hex(20),
+        command=spec.command,
+        created_at=now,
+        type=spec.type,
+        executor=spec.executor,
+        environment_id=env_id,
+        image_id=image_id,
+        message=spec.message,
+        config=spec.config,
+        options=spec.options(),
+        env=spec.public_env(),
+        secret_env=spec.secret_names(),
+        before_snapshot_id=before_snapshot_id,
+        started_at=now,
+        # Until the supervisor takes over, this process answers for the run.
+        supervisor={"pid": os.getpid(), "start": start_time(os.getpid())},
+        workdir=workdir,
+        rerun_of=rerun_of,
+    )
+    data = runs.data_dir(ctx, run.id, create=True)
+    for name in ("output.log", "metrics.jsonl", "supervisor.log"):
+        (data / name).touch()
+        chown(data / name, ctx.store.owner)
+    runs.save(ctx, run)
+    return _spawn(ctx, run, spec)
+
+
+def _spawn(ctx: ProjectContext, run: Run, spec: RunSpec) -> Run:
+    fg = 0 if spec.detach else os.getpid()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datmo.core.supervisor", str(ctx.root), run.id, str(fg)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives the terminal; Ctrl-C reaches it only through us
+        cwd=ctx.root,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(json.dumps({"env": spec.env}).encode())
+        proc.stdin.close()
+        line = proc.stdout.readline().decode(errors="replace").strip()
+    except KeyboardInterrupt:
+        proc.terminate()  # the supervisor records a STOPPED run if the task had started
+        raise
+    if line == "OK":
+        return runs.get(ctx, run.id)
+    if proc.poll() is None:
+        time.sleep(0.05)
+    if not line:
+        runs.discard(ctx, run.id)
+        raise DatmoError("the run's supervisor exited before starting the task; try --debug")
+    raise DatmoError(line.removeprefix("ERR ").strip())
+
+
+def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | None = None) -> Run:
+    """Print the run's output as it comes; Ctrl-C asks for a stop and waits for the record."""
+    path = runs.log_path(ctx, run.id)
+    stop_sent = False
+    with open(path, "rb") as log:
+        while True:
+            try:
+                chunk = log.read(65536)
+                if chunk:
+                    out.write(chunk)
+                    out.flush()
+                    continue
+                run = runs.get(ctx, run.id)
+                if run.finished:
+                    rest = log.read()
+                    if rest:
+                        out.write(rest)
+                        out.flush()
+                    return run
+                time.sleep(0.1)
+            except KeyboardInterrupt:
+                if not stop_sent:
+                    stop_sent = True
+                    runs.request_stop(run)
+                    if on_stop:
+                        on_stop(f"stopping run {run.id[:8]} (its after snapshot is being taken)...")
+
+
+def workdir_path(ctx: ProjectContext, run: Run) -> Path:
+    return ctx.root / run.workdir if run.workdir else ctx.root

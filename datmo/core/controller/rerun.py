@@ -1,0 +1,162 @@
+"""`datmo rerun`: the same command, options, before snapshot and image, in a scratch copy.
+
+The working tree is never touched: the before snapshot is written into a
+folder under `.datmo/tmp`, the task runs there, and the supervisor removes the
+folder once the after snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from datmo.core.controller import launch
+from datmo.core.controller import run as runs
+from datmo.core.controller import snapshot as snapshots
+from datmo.core.controller.checkout import state_of
+from datmo.core.controller.export import write_state
+from datmo.core.entity.run import Run
+from datmo.core.project import ProjectContext
+from datmo.core.runspec import RunSpec, parse_data, parse_env, parse_port
+from datmo.errors import DatmoError
+
+SCRATCH = "tmp"
+
+
+def spec_of(orig: Run, env_items: tuple[str, ...], detach: bool) -> RunSpec:
+    """The original run's options, validated again, with its secrets from the caller."""
+    env = dict(orig.env)
+    given = parse_env(env_items)
+    for name in orig.secret_env:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(given)
+    missing = [n for n in orig.secret_env if n not in env]
+    if missing:
+        names = ", ".join(missing)
+        raise DatmoError(
+            f"the original run used secret(s) {names}, which are not stored; set them in your "
+            f"environment or pass -e {missing[0]}=VALUE"
+        )
+    opts = orig.options
+    return RunSpec(
+        command=orig.command,
+        executor=orig.executor,
+        environment=orig.environment_id,
+        gpus=opts.get("gpus"),
+        ports=[parse_port(p) for p in opts.get("ports", [])],
+        memory=opts.get("memory"),
+        cpus=opts.get("cpus"),
+        data=[
+            parse_data(f"{src}>{name}" + (":rw" if rw else ""))
+            for src, name, rw in opts.get("data", [])
+        ],
+        env=env,
+        config=dict(orig.config),
+        message=f"rerun of {orig.id[:8]}",
+        detach=detach,
+        capture=opts.get("capture", True),
+        type=orig.type,
+    )
+
+
+def _image(ctx: ProjectContext, orig: Run, spec: RunSpec, progress: Any) -> str | None:
+    """The original image when it still exists; otherwise the environment built again."""
+    if spec.executor != "docker":
+        return None
+    from datmo.core.controller import environment
+    from datmo.core.docker import client
+
+    if orig.image_id:
+        try:
+            client().images.get(orig.image_id)
+            return orig.image_id
+        except Exception:
+            if progress:
+                progress(f"image {orig.image_id[:19]} is gone; building environment again")
+    if not orig.environment_id:
+        raise DatmoError(f"run {orig.id[:8]} recorded no environment to rebuild")
+    return environment.ensure_image(ctx, orig.environment_id, progress)
+
+
+def start(
+    ctx: ProjectContext, ref: str, env_items: tuple[str, ...], detach: bool, progress: Any = None
+) -> Run:
+    orig = runs.get(ctx, ref)
+    if not orig.before_snapshot_id:
+        raise DatmoError(f"run {orig.id[:8]} has no before snapshot to start from")
+    before = snapshots.get(ctx, orig.before_snapshot_id)
+    spec = spec_of(orig, env_items, detach)
+    image = _image(ctx, orig, spec, progress)
+    rel = f".datmo/{SCRATCH}/rerun-{secrets.token_hex(6)}"
+    scratch = ctx.root / rel
+    state = state_of(ctx, before)
+    write_state(
+        ctx, state, scratch, sorted({*state.code, *state.files, *state.links}), ctx.store.owner
+    )
+    try:
+        return launch.start(
+            ctx,
+            spec,
+            progress,
+            before_snapshot_id=before.id,
+            workdir=rel,
+            rerun_of=orig.id,
+            image_id=image,
+        )
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+@dataclass
+class Report:
+    rows_: list[dict[str, Any]]
+
+    @property
+    def identical(self) -> bool:
+        return all(r["same"] for r in self.rows_)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.rows_
+
+    def summary(self) -> str:
+        differ = [r for r in self.rows_ if not r["same"]]
+        if not differ:
+            return f"reproduced: all {len(self.rows_)} files and metrics are the same"
+        return f"{len(differ)} of {len(self.rows_)} files and metrics differ from the original"
+
+
+def verify(ctx: ProjectContext, original: str, rerun_id: str) -> Report:
+    """File by file and metric by metric: what the rerun produced versus the original."""
+    a, b = runs.get(ctx, original), runs.get(ctx, rerun_id)
+    if not (a.after_snapshot_id and b.after_snapshot_id):
+        raise DatmoError("both runs need an after snapshot to compare")
+    sa = state_of(ctx, snapshots.get(ctx, a.after_snapshot_id)).signatures()
+    sb = state_of(ctx, snapshots.get(ctx, b.after_snapshot_id)).signatures()
+    rows: list[dict[str, Any]] = []
+    for path in sorted(sa.keys() | sb.keys()):
+        x, y = sa.get(path), sb.get(path)
+        rows.append(
+            {
+                "kind": "file",
+                "name": path,
+                "original": _short(x),
+                "rerun": _short(y),
+                "same": x == y,
+            }
+        )
+    for key in sorted(a.metrics.keys() | b.metrics.keys()):
+        x, y = a.metrics.get(key), b.metrics.get(key)
+        rows.append({"kind": "metric", "name": key, "original": x, "rerun": y, "same": x == y})
+    return Report(rows)
+
+
+def _short(sig: tuple[Any, ...] | None) -> str:
+    if sig is None:
+        return "(missing)"
+    return str(sig[-1] if sig[0] == "link" else sig[-2 if sig[0] == "file" else -1])[:12]

@@ -1,0 +1,69 @@
+"""The run record: `.datmo/runs/<id>.json`.
+
+A run is the state before (a snapshot), the task performed on it, and the
+state after (another snapshot). The JSON record is the truth; the SQLite index
+in `.datmo/index.sqlite` is derived from it for fast listing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from datmo.core.entity.base import check_schema, require
+
+SCHEMA_VERSION = 1
+
+RUNNING, SUCCESS, FAILED, STOPPED, LOST = "RUNNING", "SUCCESS", "FAILED", "STOPPED", "LOST"
+FINAL = frozenset({SUCCESS, FAILED, STOPPED, LOST})
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    command: str
+    created_at: str
+    type: str = "task"  # task, or a workspace: notebook, jupyterlab, rstudio, terminal
+    status: str = RUNNING
+    exit_code: int | None = None
+    executor: str = "docker"
+    environment_id: str | None = None
+    image_id: str | None = None
+    message: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # what `datmo rerun` needs again
+    env: dict[str, str] = field(default_factory=dict)  # task environment, secrets left out
+    secret_env: list[str] = field(default_factory=list)  # names only; values are never stored
+    before_snapshot_id: str | None = None
+    after_snapshot_id: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    supervisor: dict[str, Any] = field(default_factory=dict)  # pid, start time, parent pid
+    container_id: str | None = None
+    gpus: list[str] = field(default_factory=list)  # the GPUs the task saw
+    platform: dict[str, Any] = field(default_factory=dict)
+    workdir: str | None = None  # scratch folder of a rerun, relative to the project
+    rerun_of: str | None = None
+    error: str | None = None  # datmo's own failure, when it is why the run ended
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Run:
+        check_schema("run", doc, SCHEMA_VERSION)
+        require("run", doc, "id", "command", "created_at")
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in doc.items() if k in known}
+        kwargs["schema_version"] = SCHEMA_VERSION
+        return cls(**kwargs)
+
+    def evolve(self, **changes: Any) -> Run:
+        return replace(self, **changes)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL

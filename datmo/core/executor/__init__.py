@@ -1,0 +1,74 @@
+"""Where a task runs. Each backend is one module behind the small protocol below;
+adding one (a remote engine, a cluster) touches one new module and `get`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from datmo.core.entity.run import Run
+from datmo.errors import UsageError
+
+EXECUTORS = ("docker", "local")
+
+
+@dataclass
+class TaskContext:
+    """What a backend needs to start one task."""
+
+    run: Run
+    workdir: Path  # the project, or a rerun's scratch copy
+    env: dict[str, str]  # the task's own variables, secrets included (memory only)
+    metrics_file: Path
+    home: Path  # per-project HOME (containers)
+    owner: tuple[int, int]  # uid, gid the task runs as
+    user_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskHandle(Protocol):
+    info: dict[str, Any]  # recorded on the run: container_id, image_id, gpus, platform
+
+    def output(self) -> Iterator[bytes]:
+        """The task's stdout and stderr, merged, until it ends."""
+        ...
+
+    def wait(self) -> int:
+        """Block until the task ends; its exit code."""
+        ...
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the task to end (SIGTERM), then kill it after timeout seconds."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove what the task left (its container)."""
+        ...
+
+    def send_input(self, data: bytes) -> None:
+        """Keystrokes for an interactive task."""
+        ...
+
+    def resize(self, rows: int, cols: int) -> None:
+        """The size of the terminal an interactive task is shown in."""
+        ...
+
+
+class Executor(Protocol):
+    name: str
+
+    def start(self, task: TaskContext) -> TaskHandle: ...
+
+
+def get(name: str) -> Executor:
+    if name == "docker":
+        from datmo.core.executor.docker import DockerExecutor
+
+        return DockerExecutor()
+    if name == "local":
+        from datmo.core.executor.local import LocalExecutor
+
+        return LocalExecutor()
+    raise UsageError(f"unknown executor '{name}'; use one of: {', '.join(EXECUTORS)}")

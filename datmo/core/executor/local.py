@@ -1,0 +1,167 @@
+"""Tasks as plain processes, for machines without Docker (HPC clusters, laptops)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from datmo.core.executor import TaskContext
+from datmo.task_sdk import PATH as SDK_PATH
+
+# Asked of the task's own python3 (not datmo's), so the record shows what the task ran with.
+_PROBE = (
+    "import json, platform, importlib.metadata as m; "
+    "print(json.dumps({'python': platform.python_version(),"
+    " 'executable': __import__('sys').executable,"
+    " 'packages': sorted({f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()"
+    " if d.metadata['Name']})}))"
+)
+
+
+def gpu_names(visible: str | None) -> list[str]:
+    """Model names of the GPUs a task would see, from nvidia-smi (empty without one)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [line.split(",", 1) for line in out.splitlines() if "," in line]
+    wanted = None if visible in (None, "all") else set(visible.split(","))
+    return [name.strip() for idx, name in rows if wanted is None or idx.strip() in wanted]
+
+
+def _controlling_tty() -> None:
+    # New session whose controlling terminal is the pty, so Ctrl-C typed there reaches the task.
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class LocalHandle:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], info: dict[str, Any], pty_fd: int | None = None
+    ) -> None:
+        self.proc = proc
+        self.info = info
+        self.pty_fd = pty_fd  # interactive runs talk to the task through a pseudo-terminal
+
+    def output(self) -> Iterator[bytes]:
+        if self.pty_fd is not None:
+            fd = self.pty_fd
+        else:
+            assert self.proc.stdout is not None
+            fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the terminal's last user closed it
+                return
+            if not chunk:
+                return
+            yield chunk
+
+    def send_input(self, data: bytes) -> None:
+        if self.pty_fd is not None:
+            os.write(self.pty_fd, data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.pty_fd is not None:
+            import fcntl
+            import struct
+            import termios
+
+            fcntl.ioctl(self.pty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        return 128 - code if code < 0 else code  # killed by signal N -> 128+N, as shells report
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything the task left in its group
+
+
+class LocalExecutor:
+    name = "local"
+
+    def start(self, task: TaskContext) -> LocalHandle:
+        env = dict(os.environ)
+        env.update(task.env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SDK_PATH), env.get("PYTHONPATH")) if p)
+        env["DATMO_METRICS_FILE"] = str(task.metrics_file)
+        env["DATMO_RUN_ID"] = task.run.id
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        gpus = task.run.options.get("gpus")
+        if gpus and gpus != "all":
+            env["CUDA_VISIBLE_DEVICES"] = gpus
+        info: dict[str, Any] = {"platform": self._probe(env, task), "gpus": gpu_names(gpus)}
+        uid, gid = task.owner
+        drop = os.geteuid() == 0 and uid != 0
+        ids: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if drop else {}
+        cmd = ["/bin/sh", "-c", task.run.command]
+        if task.run.options.get("interactive"):
+            import pty
+
+            master, slave = pty.openpty()
+            proc = subprocess.Popen(
+                cmd,
+                cwd=task.workdir,
+                env=env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                preexec_fn=_controlling_tty,
+                **ids,
+            )
+            os.close(slave)
+            return LocalHandle(proc, info, master)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=task.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop reaches every child
+            **ids,
+        )
+        return LocalHandle(proc, info)
+
+    def _probe(self, env: dict[str, str], task: TaskContext) -> dict[str, Any]:
+        facts: dict[str, Any] = {"executor_python": sys.version.split()[0]}
+        try:
+            out = subprocess.run(
+                ["python3", "-c", _PROBE],
+                env=env,
+                cwd=task.workdir,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            facts.update(json.loads(out.stdout))
+        except (OSError, subprocess.SubprocessError, ValueError):
+            facts["python"] = None  # no python3 on PATH: the task may not be Python at all
+        return facts

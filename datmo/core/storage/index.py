@@ -1,0 +1,196 @@
+"""A derived SQLite index of run records, for fast listing and filtering.
+
+The JSON records stay the truth. Writers update the index right after the
+record (under the project lock) and remember the runs folder's mtime; a reader
+that finds the folder changed since (a writer died between the two steps, or
+files were copied in by hand) brings the index up to date from the records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from datmo.core.storage.fsutil import chown
+from datmo.core.storage.store import Store
+from datmo.errors import CorruptStore
+
+SCHEMA = 1
+RACY_NS = 20_000_000  # a folder mtime this close to when we noted it may hide a later change
+COLUMNS = ("id", "created_at", "status", "type", "command", "environment_id", "exit_code")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, created_at TEXT, status TEXT, type TEXT, command TEXT,
+  environment_id TEXT, exit_code INTEGER, config TEXT, metrics TEXT, doc TEXT,
+  file_mtime_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
+"""
+
+
+class RunIndex:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.path = store.dir / "index.sqlite"
+        self.runs_dir = store.dir / "runs"
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            fresh = not self.path.exists()
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_DDL)
+            except sqlite3.DatabaseError:
+                # Only derived data lives here: a damaged index is rebuilt, never trusted.
+                self._discard()
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.executescript(_DDL)
+                fresh = True
+            if fresh:
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        chown(f"{self.path}{suffix}", self.store.owner)
+            self._db = db
+        return self._db
+
+    def _discard(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.path}{suffix}")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- writes ---------------------------------------------------------------
+    def upsert(self, doc: dict[str, Any]) -> None:
+        """Call right after writing the record, under the project lock."""
+        self._upsert_many([doc], self._mtime_of)
+        self._note_folder()
+
+    def remove(self, run_id: str) -> None:
+        self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        self._note_folder()
+
+    def _mtime_of(self, run_id: str) -> int:
+        try:
+            return os.stat(self.runs_dir / f"{run_id}.json").st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def _upsert_many(self, docs: Sequence[dict[str, Any]], mtime: Any) -> None:
+        rows = [
+            (
+                d["id"],
+                d.get("created_at"),
+                d.get("status"),
+                d.get("type"),
+                d.get("command"),
+                d.get("environment_id"),
+                d.get("exit_code"),
+                json.dumps(d.get("config") or {}),
+                json.dumps(d.get("metrics") or {}),
+                json.dumps(d, sort_keys=True),
+                mtime(d["id"]),
+            )
+            for d in docs
+        ]
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _note_folder(self) -> None:
+        mtime = self._folder_mtime()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("folder_mtime_ns", mtime), ("noted_ns", time.time_ns()), ("schema", SCHEMA)],
+        )
+
+    def _folder_mtime(self) -> int:
+        try:
+            return os.stat(self.runs_dir).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    # -- freshness ------------------------------------------------------------
+    def is_fresh(self) -> bool:
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") != SCHEMA:
+            return False
+        noted = meta.get("folder_mtime_ns")
+        return noted == self._folder_mtime() and noted < meta.get("noted_ns", 0) - RACY_NS
+
+    def refresh(self) -> int:
+        """Bring the index in line with the records; returns how many rows changed."""
+        if self.is_fresh():
+            return 0
+        known = dict(self.db.execute("SELECT id, file_mtime_ns FROM runs").fetchall())
+        present: dict[str, int] = {}
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.runs_dir) as it:
+            for entry in it:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    present[entry.name[:-5]] = entry.stat().st_mtime_ns
+        stale = [i for i, m in present.items() if known.get(i) != m]
+        gone = [i for i in known if i not in present]
+        docs = []
+        for run_id in stale:
+            try:
+                docs.append(self.store.read_entity("runs", run_id))
+            except CorruptStore:
+                continue  # fsck reports it; listing shows the rest
+        if docs:
+            self._upsert_many(docs, present.__getitem__)
+        if gone:
+            with self._tx():
+                self.db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in gone])
+        self._note_folder()
+        return len(docs) + len(gone)
+
+    def rebuild(self) -> int:
+        self.close()
+        self._discard()
+        return self.refresh()
+
+    # -- reads ----------------------------------------------------------------
+    def query(
+        self,
+        where: str = "",
+        params: Sequence[Any] = (),
+        order: str = "created_at DESC",
+        order_params: Sequence[Any] = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        self.refresh()
+        sql = "SELECT doc FROM runs"
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {order}, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self.db.execute(sql, (*params, *order_params))
+        return [json.loads(row[0]) for row in rows]
+
+    def ids(self) -> list[str]:
+        self.refresh()
+        return [r[0] for r in self.db.execute("SELECT id FROM runs")]

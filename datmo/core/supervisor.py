@@ -1,0 +1,244 @@
+"""The run supervisor: a small background datmo process that owns one task.
+
+`datmo run` starts it in its own session, so it outlives the terminal. It
+starts the task (container or process), writes its output to the run's log,
+records the exit code, takes the after snapshot and removes the container.
+A foreground run whose `datmo run` dies is stopped and still recorded; a
+detached run goes on. Invoked as: python -m datmo.core.supervisor ROOT RUN_ID FG_PID
+with the task's environment (secrets included) as JSON on stdin, never on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from datmo.core import executor as executors
+from datmo.core.controller import run as runs
+from datmo.core.entity.base import utcnow
+from datmo.core.entity.run import FAILED, STOPPED, SUCCESS, Run
+from datmo.core.metrics import OutputCapture, collect
+from datmo.core.process import alive, start_time
+from datmo.core.project import ProjectContext
+from datmo.core.runspec import is_secret
+from datmo.core.storage.fsutil import atomic_write_bytes
+from datmo.core.storage.store import Store
+
+POLL_S = 0.2
+
+
+class Redactor:
+    """Writes output to the log with secret values replaced, a line at a time."""
+
+    def __init__(self, log: Any, secrets: list[str], capture: OutputCapture | None) -> None:
+        self.log, self.capture = log, capture
+        self.secrets = sorted({s.encode() for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.partial + chunk
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        if len(data) - cut > 65536:
+            cut = len(data)  # a line that never ends still reaches the log
+        self.partial = data[cut:]
+        self._write(data[:cut])
+
+    def close(self) -> None:
+        self._write(self.partial)
+        self.partial = b""
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
+        self.log.write(data)
+        self.log.flush()
+        if self.capture:
+            self.capture.feed(data)
+
+
+def _handshake(fd: int, text: str) -> None:
+    try:
+        os.write(fd, (text.replace("\n", " ") + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass  # the foreground went away; the record tells the story
+
+
+def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    me = {"pid": os.getpid(), "start": start_time(os.getpid()), "foreground": fg_pid or None}
+    fg_start = start_time(fg_pid) if fg_pid else None
+    run = runs.save(ctx, run.evolve(supervisor=me))
+    data = runs.data_dir(ctx, run.id)
+    workdir = ctx.root / run.workdir if run.workdir else ctx.root
+    st = os.stat(ctx.root)
+    task = executors.TaskContext(
+        run=run,
+        workdir=workdir,
+        env=env,
+        metrics_file=data / "metrics.jsonl",
+        home=ctx.store.path("home"),
+        owner=(st.st_uid, st.st_gid),
+        user_name=_user_name(st.st_uid),
+        extra={"labels": {"datmo.project": ctx.info.id}},
+    )
+    try:
+        handle = executors.get(run.executor).start(task)
+    except Exception as e:
+        _handshake(fd, f"ERR {e}")
+        runs.discard(ctx, run.id)
+        return 125
+    run = runs.save(
+        ctx, run.evolve(**{k: v for k, v in handle.info.items() if k in Run.__dataclass_fields__})
+    )
+    relay = None
+    if run.options.get("interactive"):
+        from datmo.core.ttyrelay import RelayServer
+
+        relay = RelayServer(data, handle, ctx.store.owner)
+    _handshake(fd, "OK")
+    capture = OutputCapture() if run.options.get("capture", True) else None
+    secrets = [v for k, v in env.items() if is_secret(k)]
+    code_box: list[int] = []
+    with open(runs.log_path(ctx, run.id), "ab") as log:
+        out = Redactor(log, secrets, capture)
+
+        def pump_output() -> None:
+            for chunk in handle.output():
+                out.feed(chunk)
+                if relay:
+                    relay.send(chunk)
+
+        pump = threading.Thread(target=pump_output, daemon=True)
+        waiter = threading.Thread(target=lambda: code_box.append(handle.wait()), daemon=True)
+        pump.start()
+        waiter.start()
+        stopped = False
+        while waiter.is_alive():
+            lost_fg = fg_pid and not alive(fg_pid, fg_start)
+            if not stopped and (stop.is_set() or lost_fg):
+                stopped = True
+                threading.Thread(target=handle.stop, daemon=True).start()
+            waiter.join(POLL_S)
+        pump.join(10)
+        out.close()
+        if relay:
+            relay.close()
+    if capture:
+        capture.close()
+    try:
+        return _finish(ctx, run, code_box[0] if code_box else -1, stopped, capture)
+    finally:
+        handle.cleanup()
+        if run.rerun_of and run.workdir:
+            import shutil
+
+            shutil.rmtree(ctx.root / run.workdir, ignore_errors=True)
+
+
+def _finish(
+    ctx: ProjectContext, run: Run, code: int, stopped: bool, capture: OutputCapture | None
+) -> int:
+    from datmo.core.controller import snapshot
+
+    data = runs.data_dir(ctx, run.id)
+    reported = collect(data / "metrics.jsonl", capture.found if capture else [])
+    if reported.series:
+        atomic_write_bytes(
+            data / "series.json", json.dumps(reported.series).encode(), ctx.store.owner
+        )
+    status = STOPPED if stopped else SUCCESS if code == 0 else FAILED
+    config = {**run.config, **reported.config}
+    ended = utcnow()
+    changes: dict[str, Any] = {
+        "status": status,
+        "exit_code": code,
+        "ended_at": ended,
+        "config": config,
+        "metrics": reported.metrics,
+        "duration_s": _duration(run.started_at, ended),
+    }
+    try:
+        after = snapshot.create(
+            ctx,
+            f"after run {run.id[:8]}: {run.command}"[:200],
+            config=config,
+            metrics=reported.metrics,
+            hidden=True,
+            run_id=run.id,
+            tree=ctx.root / run.workdir if run.workdir else None,
+        )
+        changes["after_snapshot_id"] = after.snapshot.id
+    except Exception as e:  # the task's outcome is still recorded, with why the snapshot failed
+        changes["error"] = f"after snapshot failed: {e}"
+    runs.save(ctx, run.evolve(**changes))
+    return code
+
+
+def _duration(start: str | None, end: str) -> float | None:
+    from datetime import datetime
+
+    if not start:
+        return None
+    parse = datetime.fromisoformat
+    return round(
+        (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds(), 3
+    )
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "datmo"
+
+
+def main(argv: list[str]) -> int:
+    root, run_id, fg = Path(argv[0]), argv[1], int(argv[2])
+    payload = json.loads(sys.stdin.read() or "{}")
+    fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    ctx = ProjectContext(root, Store(root))
+    errlog = runs.data_dir(ctx, run_id) / "supervisor.log"
+    os.dup2(os.open(errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+    run = runs.get(ctx, run_id)
+    try:
+        return supervise(ctx, run, payload.get("env", {}), fg, fd)
+    except BaseException as e:
+        traceback.print_exc()
+        _handshake(fd, f"ERR supervisor failed: {e}")
+        try:
+            current = runs.get(ctx, run_id)
+            if not current.finished or current.status == "LOST":
+                runs.save(
+                    ctx,
+                    current.evolve(
+                        status=FAILED, ended_at=utcnow(), error=f"supervisor failed: {e}"
+                    ),
+                )
+        except Exception:
+            traceback.print_exc()
+        return 125
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
