@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
-# System tools the tests use: git, and xfsprogs for the reflink (copy-on-write) tests.
+# System tools the tests use (git, xfsprogs for the reflink tests, b3sum for benchmarks),
+# a running Docker engine, and the local base images the Docker tests build on.
 sysdeps:
 	@bash scripts/sysdeps.sh
+	@bash scripts/docker-engine.sh
+	@bash scripts/test-images.sh busybox python
 
 lint: install
 	$(BIN)/ruff check datmo tests benchmarks

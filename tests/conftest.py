@@ -117,3 +117,52 @@ def datmo_subprocess(*args: str, cwd: Path, **kw: Any) -> subprocess.CompletedPr
     exe = shutil.which("datmo")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "datmo", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _engine_answers() -> bool:
+    try:
+        out = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            timeout=15,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine must answer; in CI its absence fails the test instead of skipping it."""
+    if not _engine_answers():
+        message = "no Docker engine answers (scripts/docker-engine.sh starts one)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _image(name: str) -> str:
+    tag = f"datmo-test/{name}:latest"
+    probe = subprocess.run(["docker", "image", "inspect", tag], capture_output=True)
+    if probe.returncode != 0:
+        build = subprocess.run(
+            ["bash", str(REPO / "scripts" / "test-images.sh"), name], capture_output=True, text=True
+        )
+        if build.returncode != 0:
+            pytest.fail(f"could not build {tag}: {build.stderr.strip()[-500:]}")
+    return tag
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_engine: None) -> str:
+    """A few-kB local image with a shell; no registry needed."""
+    return _image("busybox")
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_engine: None) -> str:
+    """A local Debian image with python3 (debootstrap; built once, then reused)."""
+    return _image("python")
