@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps lint format test demo bench clean
+.PHONY: install sysdeps lint format test demo bench gpu-wheels clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ demo: install
 
 bench: install sysdeps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run.py
+
+# Wheels for benchmarks/gpu_check.sh on a GPU machine without network.
+gpu-wheels: install
+	$(BIN)/pip download -q -d .bench/wheels .
+	$(BIN)/pip wheel -q --no-deps -w .bench/wheels .
 
 clean:
 	rm -rf $(VENV) .bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

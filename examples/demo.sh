@@ -25,6 +25,24 @@ show cat config.json stats.json
 show datmo snapshot checkout "${second:0:8}" --to "$work-old" model/weights.bin
 ls -l "$work-old/model"
 rm -rf "$work-old"
-show datmo snapshot ls --format json
+
+# Runs: the same task twice with different config, in Docker when an engine answers and
+# the local base image is there (no registry is needed), otherwise as local processes.
+if docker image inspect datmo-test/python:latest >/dev/null 2>&1; then
+  executor=docker
+  printf 'FROM datmo-test/python:latest\n' > Dockerfile
+  echo
+  echo "runs use Docker (image datmo-test/python, built by scripts/test-images.sh)"
+else
+  executor=local
+  echo
+  echo "runs use the local executor (no Docker engine answers, or no local base image)"
+fi
+printf '{"lr": 0.05, "epochs": 4, "seed": 1}\n' > config.json
+show datmo run --executor "$executor" -c lr=0.05 -m "small steps" "python3 train.py"
+printf '{"lr": 0.8, "epochs": 4, "seed": 1}\n' > config.json
+show datmo run --executor "$executor" -c lr=0.8 -m "big steps" "python3 train.py"
+show datmo ls
+show datmo ls --sort test_acc --filter "lr>0.1" --format json
 echo
-echo "demo finished: two snapshots, a diff and a checkout round trip"
+echo "demo finished: snapshots, a diff, a checkout round trip and two runs"

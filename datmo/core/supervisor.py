@@ -183,7 +183,12 @@ def _finish(
             run_id=run.id,
             tree=ctx.root / run.workdir if run.workdir else None,
         )
-        changes["after_snapshot_id"] = after.snapshot.id
+        # The snapshot adds what the task left in config.json and stats.json.
+        changes.update(
+            after_snapshot_id=after.snapshot.id,
+            config=after.snapshot.config,
+            metrics=after.snapshot.metrics,
+        )
     except Exception as e:  # the task's outcome is still recorded, with why the snapshot failed
         changes["error"] = f"after snapshot failed: {e}"
     runs.save(ctx, run.evolve(**changes))

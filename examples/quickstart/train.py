@@ -6,9 +6,16 @@ metrics to stats.json, which is what datmo snapshots pick up.
 
 import json
 import math
+import os
 import random
 import struct
 from pathlib import Path
+
+# Inside `datmo run`, `import datmo` works with no install (datmo mounts a small module).
+if os.environ.get("DATMO_METRICS_FILE"):
+    import datmo
+else:
+    datmo = None
 
 config = json.loads(Path("config.json").read_text())
 lr, epochs, seed = config["lr"], config["epochs"], config.get("seed", 0)
@@ -24,10 +31,17 @@ for _ in range(400):
 train, test = data[:300], data[300:]
 
 w = [0.0] * dim
-for _ in range(epochs):
+if datmo:
+    datmo.log_config(lr=lr, epochs=epochs, seed=seed)
+for epoch in range(epochs):
+    loss = 0.0
     for x, y in train:
         p = 1 / (1 + math.exp(-sum(a * b for a, b in zip(x, w))))
+        p = min(max(p, 1e-12), 1 - 1e-12)
+        loss -= y * math.log(p) + (1 - y) * math.log(1 - p)
         w = [wi - lr * (p - y) * xi for wi, xi in zip(w, x)]
+    if datmo:
+        datmo.log_metrics(step=epoch, loss=round(loss / len(train), 5))
 
 
 def accuracy(rows):
