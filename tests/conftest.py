@@ -166,3 +166,15 @@ def busybox_image(docker_engine: None) -> str:
 def python_image(docker_engine: None) -> str:
     """A local Debian image with python3 (debootstrap; built once, then reused)."""
     return _image("python")
+
+
+@pytest.fixture
+def docker_project(project: Path, busybox_image: str) -> Iterator[Path]:
+    """A project whose images are all removed afterwards (found by their project label)."""
+    yield project
+    import json
+
+    from datmo.core import docker as engine
+
+    project_id = json.loads((project / ".datmo" / "project.json").read_text())["id"]
+    engine.remove_images(f"datmo.project={project_id}")

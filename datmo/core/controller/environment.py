@@ -1,61 +1,398 @@
-"""Environments: the definition (Dockerfile and its files) that code runs in.
+"""Environments: the definition (Dockerfile and its files) that code runs in, and its image.
 
-A definition's id is a hash of its files with line endings normalised, so the
-same Dockerfile gives the same id on any machine. The files are kept in the
-object store so any snapshot's environment can be rebuilt later.
+A definition's id is a hash of its files (line endings normalised) and build
+args, so the same Dockerfile gives the same id on any machine. The files are
+kept in the object store so any snapshot's environment can be rebuilt later.
+Its image is tagged `datmo-env:<id[:20]>`: an image with that tag is by
+construction up to date, so checking for it is one inspect request.
 """
 
 from __future__ import annotations
 
-from importlib import resources
-from typing import Any
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
+from datmo import templates
+from datmo.core import docker as engine
 from datmo.core.entity.base import utcnow
+from datmo.core.entity.environment import BUILTIN_PREFIX, Environment
 from datmo.core.project import ProjectContext
-from datmo.errors import NotFound
+from datmo.core.signals import deferred_interrupt
+from datmo.errors import AmbiguousId, CorruptStore, DatmoError, NotFound, UsageError
 
 KIND = "environments"
 DEFAULT_TEMPLATE = "python"
+IMAGE_REPO = "datmo-env"
+# No file name holds a NUL, so this entry in the hashed mapping cannot collide with a file.
+_BUILD_ARGS_KEY = "\0build-args"
+_FULL_ID = re.compile(r"[0-9a-f]{64}\Z")
+
+
+# -- built-in definitions (datmo/templates) ----------------------------------------
+
+
+def builtins() -> list[tuple[str, str]]:
+    return templates.available()  # (name, one-line description), by name
 
 
 def template_files(name: str) -> dict[str, bytes]:
-    folder = resources.files("datmo.templates").joinpath(name)
-    if not folder.is_dir():
-        raise NotFound(f"no built-in environment '{name}'")
-    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
+    return templates.files(name)
 
 
-def register(ctx: ProjectContext, name: str, files: dict[str, bytes], source: str) -> str:
-    """Store a definition (idempotent) and return its id."""
+# -- identity and records -----------------------------------------------------------
+
+
+def normalise(data: bytes) -> bytes:
+    """Text gets LF line endings (as the id does); content with a NUL byte is binary."""
+    return data if b"\0" in data else data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def environment_id(files: Mapping[str, bytes], build_args: Mapping[str, str] | None = None) -> str:
     from datmo.core.envinfo import definition_id
 
-    env_id = definition_id(files)
+    hashed = dict(files)
+    if build_args:
+        hashed[_BUILD_ARGS_KEY] = json.dumps(dict(build_args), sort_keys=True).encode()
+    return definition_id(hashed)
+
+
+def register(
+    ctx: ProjectContext,
+    name: str,
+    files: dict[str, bytes],
+    source: str,
+    *,
+    description: str = "",
+    build_args: Mapping[str, str] | None = None,
+) -> str:
+    """Store a definition (idempotent) and return its id."""
+    return _register(ctx, name, files, source, description, build_args)[0].id
+
+
+def _register(
+    ctx: ProjectContext,
+    name: str,
+    files: Mapping[str, bytes],
+    source: str,
+    description: str = "",
+    build_args: Mapping[str, str] | None = None,
+) -> tuple[Environment, bool]:
+    if "Dockerfile" not in files:
+        raise UsageError("an environment needs a file named Dockerfile at its top level")
+    args = {str(k): str(v) for k, v in (build_args or {}).items()}
+    env_id = environment_id(files, args)
     store = ctx.store
-    if env_id in store.list_ids(KIND):
-        return env_id
-    doc: dict[str, Any] = {
-        "id": env_id,
-        "name": name,
-        "source": source,
-        "files": {n: store.objects.put_bytes(data) for n, data in sorted(files.items())},
-        "created_at": utcnow(),
-        "schema_version": 1,
-    }
     with store.lock():
-        store.write_entity(KIND, doc)
-    return env_id
+        if store.path(store.entity_path(KIND, env_id)).is_file():
+            return get(ctx, env_id), False
+        # Stored normalised, so an id always means the very same bytes to build from.
+        stored = {n: store.objects.put_bytes(normalise(files[n])) for n in sorted(files)}
+        env = Environment(env_id, name, source, stored, utcnow(), description, args)
+        store.write_entity(KIND, env.to_dict())
+    return env, True
+
+
+def get(ctx: ProjectContext, env_id: str) -> Environment:
+    return Environment.from_dict(ctx.store.read_entity(KIND, env_id))
+
+
+def resolve(ctx: ProjectContext, ref: str | None) -> Environment:
+    """By id prefix (4+ hex characters) or exact name; None: the one in use."""
+    if ref is None:
+        env_id = in_use(ctx)
+        try:
+            return get(ctx, env_id)
+        except NotFound:
+            raise NotFound(
+                f"the active environment {env_id[:8]} no longer exists; choose another with "
+                "'datmo environment set ID' or 'datmo environment setup NAME'"
+            ) from None
+    try:
+        return get(ctx, ctx.store.resolve(KIND, ref))
+    except (AmbiguousId, CorruptStore):
+        raise
+    except DatmoError:
+        named = [env for env in ls(ctx) if env.name == ref]
+        if len(named) > 1:
+            raise AmbiguousId("environment", ref, [e.id for e in named]) from None
+        if not named:
+            raise NotFound(
+                f"no environment with id or name '{ref}'; see 'datmo environment ls' "
+                "(built-in ones: 'datmo environment setup --list')"
+            ) from None
+        return named[0]
+
+
+def ls(ctx: ProjectContext) -> list[Environment]:
+    """Oldest first."""
+    store = ctx.store
+    envs = [Environment.from_dict(store.read_entity(KIND, i)) for i in store.list_ids(KIND)]
+    return sorted(envs, key=lambda e: (e.created_at, e.id))
+
+
+def active_id(ctx: ProjectContext) -> str | None:
+    return ctx.info.active_environment_id
 
 
 def in_use(ctx: ProjectContext) -> str:
     """The environment a snapshot taken now records.
 
-    The active one if set; else a Dockerfile in the project root; else the
-    built-in CPU Python definition that a run would use.
+    The active one if set; else a Dockerfile in the project root (with the files
+    it copies from beside it); else the built-in CPU Python definition.
     """
     active = ctx.info.active_environment_id
     if active:
         return active
-    dockerfile = ctx.root / "Dockerfile"
-    if dockerfile.is_file():
-        return register(ctx, "Dockerfile", {"Dockerfile": dockerfile.read_bytes()}, "project")
-    return register(ctx, DEFAULT_TEMPLATE, template_files(DEFAULT_TEMPLATE), "builtin")
+    if (ctx.root / "Dockerfile").is_file():
+        files, _ = engine.project_definition(ctx.root)
+        return register(ctx, "Dockerfile", files, "project")
+    return _register_builtin(ctx, DEFAULT_TEMPLATE).id
+
+
+def _register_builtin(ctx: ProjectContext, name: str) -> Environment:
+    files = template_files(name)
+    description = templates.describe(files["Dockerfile"])
+    return _register(ctx, name, files, BUILTIN_PREFIX + name, description)[0]
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+@dataclass
+class Created:
+    environment: Environment
+    created: bool  # False: the same definition was already registered
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (COPY source, why)
+
+
+def setup(ctx: ProjectContext, name: str) -> Environment:
+    """Register a built-in definition and make it the active environment."""
+    return set_active(ctx, _register_builtin(ctx, name).id)
+
+
+def create(
+    ctx: ProjectContext,
+    paths: Sequence[str] = (),
+    name: str | None = None,
+    description: str = "",
+    build_args: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Created:
+    """A definition from --paths specs (SRC or SRC>DEST), else from the root Dockerfile."""
+    skipped: list[tuple[str, str]] = []
+    if paths:
+        files, default_name = files_from_paths(paths, cwd or Path.cwd())
+        source = "user"
+    else:
+        files, skipped = engine.project_definition(ctx.root)
+        default_name, source = "Dockerfile", "project"
+    env, created = _register(ctx, name or default_name, files, source, description, build_args)
+    return Created(env, created, skipped)
+
+
+def set_active(ctx: ProjectContext, ref: str) -> Environment:
+    with ctx.store.lock():
+        env = resolve(ctx, ref)
+        info = ctx.info
+        if info.active_environment_id != env.id:
+            ctx.save_info(info.evolve(active_environment_id=env.id, updated_at=utcnow()))
+    return env
+
+
+def update(
+    ctx: ProjectContext, ref: str, name: str | None = None, description: str | None = None
+) -> Environment:
+    if name is None and description is None:
+        raise UsageError("nothing to change; give --name and/or --description")
+    if name is not None and not name.strip():
+        raise UsageError("--name cannot be empty")
+    with ctx.store.lock():
+        env = resolve(ctx, ref)
+        changes = {"name": name, "description": description}
+        env = env.evolve(**{k: v for k, v in changes.items() if v is not None})
+        ctx.store.write_entity(KIND, env.to_dict())
+    return env
+
+
+@dataclass
+class Deleted:
+    environment: Environment
+    images_removed: int | None  # None: no engine answered, so images were left
+
+
+def snapshots_using(ctx: ProjectContext, env_id: str) -> int:
+    store = ctx.store
+    ids = store.list_ids("snapshots")
+    return sum(store.read_entity("snapshots", i).get("environment_id") == env_id for i in ids)
+
+
+def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Deleted:
+    """Delete the record and, when an engine answers, its images. Its files stay in
+    the object store until garbage collection."""
+    with ctx.store.lock():
+        env = resolve(ctx, ref)
+        info = ctx.info
+        is_active = info.active_environment_id == env.id
+        if is_active and not force:
+            raise DatmoError(
+                f"environment {env.id[:8]} is the active environment; make another active with "
+                "'datmo environment set ID' first, or pass --force"
+            )
+        used = 0 if force else snapshots_using(ctx, env.id)
+        if used:
+            raise DatmoError(
+                f"environment {env.id[:8]} is recorded by {used} snapshot(s), which could then "
+                "not rebuild it; pass --force to delete it anyway"
+            )
+        with deferred_interrupt():  # the record and the pointer to it go together
+            ctx.store.delete_entity(KIND, env.id)
+            if is_active:
+                ctx.save_info(info.evolve(active_environment_id=None, updated_at=utcnow()))
+    removed: int | None = None
+    if engine.engine_answers():
+        try:
+            removed = engine.remove_images(f"datmo.environment={env.id}")
+        except DatmoError:
+            removed = None  # the record is gone either way; the CLI says images may remain
+    return Deleted(env, removed)
+
+
+# -- images -------------------------------------------------------------------------
+
+
+def image_tag(env_id: str) -> str:
+    return f"{IMAGE_REPO}:{env_id[:20]}"
+
+
+def image_states(envs: Sequence[Environment]) -> dict[str, bool] | None:
+    """Which environments have a built image, from one plain request (no docker SDK);
+    None when the engine cannot be asked that cheaply."""
+    tags = engine.image_tags(IMAGE_REPO)
+    return None if tags is None else {e.id: image_tag(e.id) in tags for e in envs}
+
+
+@dataclass
+class Built:
+    environment: Environment
+    image_id: str
+    tag: str
+    built: bool  # False: the image was already there
+
+
+def ensure_image(
+    ctx: ProjectContext,
+    env_id: str,
+    progress: Callable[[str], None] | None = None,
+    no_cache: bool = False,
+) -> str:
+    """The image id of an environment, building it only when its tag is missing."""
+    return _ensure(ctx, env_id, progress, no_cache)[0]
+
+
+def build(
+    ctx: ProjectContext,
+    ref: str | None,
+    progress: Callable[[str], None] | None = None,
+    no_cache: bool = False,
+) -> Built:
+    env = resolve(ctx, ref)
+    image_id, built = _ensure(ctx, env.id, progress, no_cache)
+    return Built(env, image_id, image_tag(env.id), built)
+
+
+def _ensure(
+    ctx: ProjectContext, env_id: str, progress: Callable[[str], None] | None, no_cache: bool
+) -> tuple[str, bool]:
+    if not _FULL_ID.match(env_id):
+        env_id = resolve(ctx, env_id).id
+    tag = image_tag(env_id)
+    old = engine.image_id(tag)
+    if old is not None and not no_cache:
+        return old, False
+    try:
+        env = get(ctx, env_id)
+    except NotFound:
+        raise NotFound(f"no environment {env_id[:8]} in this project to build") from None
+    files = {n: ctx.store.objects.read_bytes(d) for n, d in env.files.items()}
+    labels = {"datmo.environment": env.id, "datmo.project": ctx.info.id}
+    try:
+        image = engine.build_image(
+            engine.build_context(files),
+            tag,
+            labels,
+            env.build_args,
+            f"environment {env.id[:8]}",
+            progress,
+            no_cache,
+        )
+    except engine.ImageBuildFailed as e:
+        if progress is None:  # nobody saw the output go by; the error itself is one line
+            engine.write_tail(e.tail)
+        raise
+    if old is not None and old != image:
+        engine.remove_stale(old)
+    return image, True
+
+
+# -- definitions from the user's files -------------------------------------------------
+
+
+def _clean_name(name: str, spec: str) -> str:
+    path = PurePosixPath(name.replace(os.sep, "/"))
+    if path.is_absolute() or ".." in path.parts or not path.parts or str(path) == ".":
+        raise UsageError(
+            f"--paths {spec}: '{name}' is not inside the Dockerfile's folder; "
+            "name it there with SRC>DEST"
+        )
+    return str(path)
+
+
+def _named_dockerfile(path: Path) -> bool:
+    return path.is_file() and "dockerfile" in path.name.lower()
+
+
+def files_from_paths(specs: Sequence[str], cwd: Path) -> tuple[dict[str, bytes], str]:
+    """Files for --paths SRC[>DEST], named from the Dockerfile's folder; a default name."""
+    entries: list[tuple[Path, str | None, str]] = []
+    for spec in specs:
+        src_text, sep, dest = spec.partition(">")
+        src = Path(os.path.abspath(cwd / src_text.strip()))
+        if not src.exists():
+            raise NotFound(f"--paths {spec}: {src} does not exist")
+        entries.append((src, dest.strip() if sep else None, spec))
+    tops = [i for i, (s, d, _) in enumerate(entries) if (d or s.name) == "Dockerfile"]
+    if not tops:  # one gpu.Dockerfile or Dockerfile.dev among them is the Dockerfile
+        tops = [i for i, (s, d, _) in enumerate(entries) if d is None and _named_dockerfile(s)]
+    if len(tops) != 1 or not entries[tops[0]][0].is_file():
+        raise UsageError(
+            "--paths must name exactly one Dockerfile (rename one with SRC>Dockerfile), "
+            "for example --paths docker/Dockerfile --paths docker/requirements.txt"
+        )
+    dockerfile, _, spec = entries[tops[0]]
+    entries[tops[0]] = (dockerfile, "Dockerfile", spec)
+    base = dockerfile.parent
+    files: dict[str, bytes] = {}
+
+    def add(path: Path, name: str | None, spec: str) -> None:
+        key = _clean_name(os.path.relpath(path, base) if name is None else name, spec)
+        data = path.read_bytes()
+        if files.get(key, data) != data:
+            raise UsageError(f"--paths {spec}: two different files would be named '{key}'")
+        files[key] = data
+
+    for src, to, given in entries:
+        if not src.is_dir():
+            add(src, to, given)
+            continue
+        for folder, dirs, names in os.walk(src):
+            dirs.sort()
+            for n in sorted(names):
+                path = Path(folder, n)
+                rel = path.relative_to(src).as_posix()
+                add(path, None if to is None else f"{to}/{rel}", given)
+    default = dockerfile.name if dockerfile.name != "Dockerfile" else base.name
+    return files, default or "Dockerfile"

@@ -1,0 +1,60 @@
+"""The environment record: `.datmo/environments/<id>.json`.
+
+An environment is a definition, a Dockerfile and the files it copies, kept in
+the object store (`files` maps each name to its object's digest). The id is a
+hash of those files and the build args, so it names the content exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from datmo.core.entity.base import check_schema, require
+
+# 1: written by the first register(): no description or build_args, source "builtin".
+SCHEMA_VERSION = 2
+BUILTIN_PREFIX = "builtin:"
+
+
+@dataclass(frozen=True)
+class Environment:
+    id: str
+    name: str
+    source: str  # "builtin:<template>", "project" (the root Dockerfile) or "user" (--paths)
+    files: dict[str, str]
+    created_at: str
+    description: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def builtin(self) -> str | None:
+        """The built-in template's name, for built-in environments."""
+        return self.source.removeprefix(BUILTIN_PREFIX) if self.is_builtin else None
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.source.startswith(BUILTIN_PREFIX)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Environment:
+        version = check_schema("environment", doc, SCHEMA_VERSION)
+        require("environment", doc, "id", "files", "created_at")
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in doc.items() if k in known}
+        kwargs.setdefault("name", "")
+        kwargs.setdefault("source", "user")
+        if version < 2 and kwargs["source"] == "builtin":
+            kwargs["source"] = BUILTIN_PREFIX + kwargs["name"]
+        kwargs["description"] = kwargs.get("description") or ""
+        kwargs["build_args"] = dict(kwargs.get("build_args") or {})
+        kwargs["files"] = dict(kwargs["files"])
+        kwargs["schema_version"] = SCHEMA_VERSION
+        return cls(**kwargs)
+
+    def evolve(self, **changes: Any) -> Environment:
+        return replace(self, **changes)
