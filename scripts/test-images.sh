@@ -44,4 +44,23 @@ build_python() {
   echo "built datmo-test/python" >&2
 }
 
+build_jupyter() {
+  # Debian's Jupyter Notebook, installed with apt inside the chroot (debootstrap's own
+  # --include of it fails while configuring python3-zmq).
+  have datmo-test/jupyter:latest && return 0
+  command -v debootstrap >/dev/null || {
+    apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+  local dir; dir=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3 bookworm "$dir" "$(mirror)" >/dev/null
+  mount -t proc proc "$dir/proc"
+  trap 'umount "$dir/proc" 2>/dev/null || true' RETURN
+  chroot "$dir" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends jupyter-notebook jupyter-core python3-ipykernel >/dev/null
+  umount "$dir/proc"
+  rm -rf "$dir/var/cache/apt/archives"/*.deb "$dir/var/lib/apt/lists"/*
+  tar -C "$dir" -c . | docker import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - datmo-test/jupyter:latest >/dev/null
+  rm -rf "$dir"
+  echo "built datmo-test/jupyter" >&2
+}
+
 for w in "${want[@]}"; do "build_$w"; done

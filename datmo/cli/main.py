@@ -47,6 +47,10 @@ class LazyGroup(click.Group):
         "stop": "datmo.cli.run:stop",
         "delete": "datmo.cli.run:delete",
         "rerun": "datmo.cli.run:rerun",
+        "notebook": "datmo.cli.workspace:notebook",
+        "jupyterlab": "datmo.cli.workspace:jupyterlab",
+        "rstudio": "datmo.cli.workspace:rstudio",
+        "terminal": "datmo.cli.workspace:terminal",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")

@@ -80,7 +80,7 @@ def collect(metrics_file: Path, captured: list[tuple[str, int | float, float]]) 
         when = float(doc.get("time", 0))
         if doc.get("kind") == "config":
             out.config.update(values)
-        else:
+        elif doc.get("kind") == "metrics":
             events += [(when, k, v, doc.get("step")) for k, v in values.items()]
     for when, key, value, step in sorted(events, key=lambda e: e[0]):
         out.add_metric(key, value, step, when)

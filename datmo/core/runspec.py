@@ -53,6 +53,7 @@ class RunSpec:
     interactive: bool = False
     capture: bool = True
     type: str = "task"
+    as_root: bool = False  # RStudio images start as root, then switch to USERID:GROUPID
 
     def secret_names(self) -> list[str]:
         return sorted(k for k in self.env if is_secret(k))
@@ -72,6 +73,7 @@ class RunSpec:
             "capture": self.capture,
             "interactive": self.interactive,
             "detach": self.detach,
+            "as_root": self.as_root,
         }
 
 

@@ -23,7 +23,7 @@ from datmo.core.entity.run import Run
 from datmo.core.process import start_time
 from datmo.core.project import ProjectContext
 from datmo.core.runspec import RunSpec
-from datmo.core.storage.fsutil import chown
+from datmo.core.storage.fsutil import chown, makedirs
 from datmo.errors import DatmoError
 
 Progress = Callable[[str], None]
@@ -87,6 +87,7 @@ def start(
         rerun_of=rerun_of,
     )
     data = runs.data_dir(ctx, run.id, create=True)
+    makedirs(data / "replies", ctx.store.owner)
     for name in ("output.log", "metrics.jsonl", "supervisor.log"):
         (data / name).touch()
         chown(data / name, ctx.store.owner)

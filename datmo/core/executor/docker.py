@@ -20,6 +20,7 @@ WORKDIR = "/workspace"
 HOME = "/home/datmo"
 SDK_MOUNT = "/opt/datmo-sdk"
 METRICS = "/datmo/metrics.jsonl"
+REPLIES = "/datmo/replies"
 
 
 def container_config(task: TaskContext, image: str) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         Mount(HOME, str(task.home), type="bind"),
         Mount(SDK_MOUNT, str(SDK_PATH), type="bind", read_only=True),
         Mount(METRICS, str(task.metrics_file), type="bind"),
+        Mount(REPLIES, str(task.metrics_file.parent / "replies"), type="bind", read_only=True),
     ]
     for source, name, writable in opts.get("data", []):
         mounts.append(Mount(f"/data/{name}", source, type="bind", read_only=not writable))
@@ -49,13 +51,19 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         devices = [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
     env = dict(task.env)
     env.update(
-        HOME=HOME,
-        USER=task.user_name,
         PYTHONPATH=SDK_MOUNT,
         PYTHONUNBUFFERED="1",
         DATMO_METRICS_FILE=METRICS,
+        DATMO_REPLIES=REPLIES,
         DATMO_RUN_ID=run.id,
     )
+    user = f"{task.owner[0]}:{task.owner[1]}"
+    if opts.get("as_root"):
+        # The image's own init switches to this uid:gid (rocker's USERID/GROUPID settings).
+        user = "0:0"
+        env.update(USERID=str(task.owner[0]), GROUPID=str(task.owner[1]))
+    else:
+        env.update(HOME=HOME, USER=task.user_name)
     interactive = bool(opts.get("interactive"))
     cpus = opts.get("cpus")
     return {
@@ -63,7 +71,7 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         "command": ["/bin/sh", "-c", run.command],
         "name": f"datmo-{run.id[:12]}",
         "working_dir": WORKDIR,
-        "user": f"{task.owner[0]}:{task.owner[1]}",
+        "user": user,
         "environment": env,
         "mounts": mounts,
         "ports": ports,

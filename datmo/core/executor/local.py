@@ -112,6 +112,7 @@ class LocalExecutor:
         env.update(task.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SDK_PATH), env.get("PYTHONPATH")) if p)
         env["DATMO_METRICS_FILE"] = str(task.metrics_file)
+        env["DATMO_REPLIES"] = str(task.metrics_file.parent / "replies")
         env["DATMO_RUN_ID"] = task.run.id
         env.setdefault("PYTHONUNBUFFERED", "1")
         gpus = task.run.options.get("gpus")

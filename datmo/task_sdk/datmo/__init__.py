@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-__all__ = ["log_config", "log_metrics"]
+__all__ = ["log_config", "log_metrics", "snapshot"]
 _warned = [False]
 
 
@@ -33,14 +33,15 @@ def _plain(value):  # type: ignore[no-untyped-def]
     return str(value)
 
 
-def _append(kind, values, step=None):  # type: ignore[no-untyped-def]
+def _append(kind, values, step=None, **extra):  # type: ignore[no-untyped-def]
     path = os.environ.get("DATMO_METRICS_FILE")
     if not path:
         if not _warned[0]:
             _warned[0] = True
             print(f"datmo: not inside a datmo run; {kind} not recorded", file=sys.stderr)
-        return
+        return False
     doc = {"kind": kind, "time": time.time(), "values": {k: _plain(v) for k, v in values.items()}}
+    doc.update(extra)
     if step is not None:
         doc["step"] = _plain(step)
     line = json.dumps(doc, sort_keys=True) + "\n"
@@ -50,6 +51,7 @@ def _append(kind, values, step=None):  # type: ignore[no-untyped-def]
         os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)
+    return True
 
 
 def log_metrics(step=None, **values):  # type: ignore[no-untyped-def]
@@ -60,3 +62,35 @@ def log_metrics(step=None, **values):  # type: ignore[no-untyped-def]
 def log_config(**values):  # type: ignore[no-untyped-def]
     """Record config values (hyperparameters) used by the run."""
     _append("config", values)
+
+
+class _Snapshots:
+    """datmo.snapshot inside a task or workspace: datmo's supervisor takes the snapshot.
+
+    The task cannot reach the project's store, so the request goes through the
+    run's metrics file; the snapshot is taken at once, of the project as it is
+    then, and create() returns its record (a dict with "id") when datmo answers.
+    """
+
+    def create(self, message, config=None, stats=None, label=None, wait=120.0):  # type: ignore[no-untyped-def]
+        request = os.urandom(8).hex()
+        body = {
+            "message": str(message),
+            "label": label,
+            "config": {k: _plain(v) for k, v in (config or {}).items()},
+            "stats": {k: _plain(v) for k, v in (stats or {}).items()},
+        }
+        if not _append("snapshot", {}, request=request, snapshot=body):
+            return None
+        replies = os.environ.get("DATMO_REPLIES")
+        deadline = time.time() + wait
+        while replies and time.time() < deadline:
+            try:
+                with open(os.path.join(replies, request + ".json")) as f:
+                    return json.load(f)
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.1)
+        return None
+
+
+snapshot = _Snapshots()
