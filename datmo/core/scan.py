@@ -21,6 +21,7 @@ folder is not captured (as in git).
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 from bisect import bisect_left
@@ -144,6 +145,19 @@ class _Walk:
         self.skipped: list[Skipped] = []
 
     def run(self) -> ScanResult:
+        # The walk allocates a few objects per file and makes no cycles; left
+        # on, the collector re-scans them all again and again (~20% of the walk).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            entries = self._walk()
+        finally:
+            if paused:
+                gc.enable()
+        self.skipped.sort(key=lambda s: s.path)
+        return ScanResult(entries, self.skipped)
+
+    def _walk(self) -> list[Entry]:
         first = self._list(_Folder(self.top, "", None, False, True, self.rules))
         if first is None:
             raise DatmoError(f"cannot list the project folder {self.top}; check its permissions")
@@ -160,8 +174,7 @@ class _Walk:
                     break
             else:
                 stack.pop()
-        self.skipped.sort(key=lambda s: s.path)
-        return ScanResult(entries, self.skipped)
+        return entries
 
     def _list(self, folder: _Folder) -> _Listing | None:
         """Classify a folder's children; None if it is left out (reported) or gone."""
@@ -180,27 +193,11 @@ class _Walk:
     def _classify(self, fd: int, folder: _Folder) -> _Listing | None:
         rel, ignored, skipped = folder.rel, folder.ignored, self.skipped
         prefix = rel + "/" if rel else ""
-        # listdir + lstat by name relative to the folder's descriptor: the
-        # fewest Python objects per file, and no full path to resolve again.
         names = os.listdir(fd)
-        lstat = os.lstat
-        files: list[tuple[str, os.stat_result]] = []
-        dirs: list[str] = []  # as sort keys: "name/"
-        for name in names:
-            try:
-                st = lstat(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue  # deleted while we looked: it is simply not there
-            except OSError as err:
-                self._skip(prefix + name, err)
-                continue
-            if st.st_mode & _IFMT == _IFDIR:
-                dirs.append(name + "/")
-            else:
-                files.append((name, st))
-        if not folder.vouched and ("pyvenv.cfg" in names or "conda-meta/" in dirs):
+        if not folder.vouched and ("pyvenv.cfg" in names or _is_dir_at(fd, "conda-meta", names)):
             skipped.append(Skipped(rel, "virtual environment"))
             return None
+        names.sort()
         git = folder.git
         # git reads no .gitignore inside an ignored folder, nor through a symlink.
         if not ignored and ".gitignore" in names:
@@ -208,23 +205,24 @@ class _Walk:
             git = own if git is None else git + own
         if git is not None:
             git = git.for_folder(rel) or None
-        files.sort()  # names are unique, so stat results are never compared
-        dirs.sort()
         rules = folder.rules.for_folder(rel)
-        # Decided per folder in one call each: usually nothing matches.
-        dir_names = [d[:-1] for d in dirs]
+        # Decided once per folder, as if every child were a file (folders are
+        # decided again below): usually nothing matches at all.
         left_out = _hits(rules.decide(names, prefix, False))
-        left_out_dirs = rules.decide(dir_names, prefix, True)
-        gitignored: set[str] = set()
-        gitignored_dirs: set[str] = set()
-        if git is not None and not ignored:
-            gitignored = set(_hits(git.decide(names, prefix, False)))
-            gitignored_dirs = set(_hits(git.decide(dir_names, prefix, True)))
+        live_git = None if ignored else git  # inside an ignored folder all is FILE anyway
+        gitignored = _hits(live_git.decide(names, prefix, False)) if live_git else {}
+        entries, dirs = self._entries(fd, names, prefix, ignored, left_out, gitignored)
         listing: _Listing = []
+        if not dirs:
+            listing.append((entries, None))
+            return listing
+        left_out_dirs = rules.decide(dirs, prefix, True)
+        gitignored_dirs = _hits(live_git.decide(dirs, prefix, True)) if live_git else {}
         start = 0
-        for key, name in zip(dirs, dir_names, strict=True):
-            end = bisect_left(files, key, key=_first)
-            run = self._entries(files[start:end], prefix, ignored, left_out, gitignored)
+        for name in sorted(dirs, key=_dir_key):
+            # lstat order is by name; a folder sorts as "name/" among the paths.
+            end = bisect_left(entries, prefix + name + "/", lo=start, key=_path)
+            run = entries[start:end]
             start = end
             hit = left_out_dirs.get(name)
             if hit is not None and not hit.negated:
@@ -232,29 +230,41 @@ class _Walk:
                 listing.append((run, None))
                 continue
             sub_ignored = ignored or name in gitignored_dirs
-            path = f"{folder.path}/{name}"
-            listing.append(
-                (run, _Folder(path, prefix + name, git, sub_ignored, hit is not None, rules))
-            )
-        listing.append((self._entries(files[start:], prefix, ignored, left_out, gitignored), None))
+            vouched = hit is not None  # re-included by '!'
+            sub = _Folder(f"{folder.path}/{name}", prefix + name, git, sub_ignored, vouched, rules)
+            listing.append((run, sub))
+        listing.append((entries[start:], None))
         return listing
 
     def _entries(
         self,
-        files: list[tuple[str, os.stat_result]],
+        fd: int,
+        names: list[str],
         prefix: str,
         ignored: bool,
         left_out: dict[str, str],
-        gitignored: set[str],
-    ) -> list[Entry]:
-        out: list[Entry] = []
-        threshold, skipped = self.threshold, self.skipped
-        code, file, new = CODE, FILE, Entry  # locals: this is the hot loop
-        for name, st in files:
+        gitignored: dict[str, str],
+    ) -> tuple[list[Entry], list[str]]:
+        """The hot loop: lstat each child; entries for files, names of folders."""
+        entries: list[Entry] = []
+        dirs: list[str] = []
+        threshold, skipped, lstat = self.threshold, self.skipped, os.lstat
+        code, file, new = CODE, FILE, Entry
+        for name in names:
+            try:
+                st = lstat(name, dir_fd=fd)  # by name in the open folder: no path to resolve
+            except FileNotFoundError:
+                continue  # deleted while we looked: it is simply not there
+            except OSError as err:
+                self._skip(prefix + name, err)
+                continue
+            fmt = st.st_mode & _IFMT
+            if fmt == _IFDIR:
+                dirs.append(name)
+                continue
             if left_out and name in left_out:
                 skipped.append(Skipped(prefix + name, left_out[name]))
                 continue
-            fmt = st.st_mode & _IFMT
             if fmt == _IFREG:
                 category = file if ignored or st.st_size > threshold else code
             elif fmt == _IFLNK:
@@ -264,16 +274,29 @@ class _Walk:
                 continue
             if gitignored and name in gitignored:
                 category = file
-            out.append(new(prefix + name, st, category))
-        return out
+            entries.append(new(prefix + name, st, category))
+        return entries, dirs
 
     def _skip(self, rel: str, err: OSError) -> None:
         reason = "permission denied" if isinstance(err, PermissionError) else "unreadable"
         self.skipped.append(Skipped(rel, reason))
 
 
-def _first(item: tuple[str, os.stat_result]) -> str:
-    return item[0]
+def _dir_key(name: str) -> str:
+    return name + "/"
+
+
+def _path(entry: Entry) -> str:
+    return entry.path
+
+
+def _is_dir_at(fd: int, name: str, names: list[str]) -> bool:
+    if name not in names:
+        return False
+    try:
+        return stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode)
+    except OSError:
+        return False
 
 
 def _hits(decided: dict[str, Pattern]) -> dict[str, str]:

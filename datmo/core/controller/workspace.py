@@ -180,10 +180,12 @@ def _wait_ready(ctx: ProjectContext, run: Run, port: int, kind: Kind, secret: st
     url = f"http://127.0.0.1:{port}{kind.ready_path}"
     headers = {"Authorization": f"token {secret}"} if kind.secret_env == "JUPYTER_TOKEN" else {}
     deadline = time.monotonic() + READY_TIMEOUT_S
+    # Straight to 127.0.0.1: a proxy from the environment must not see the token.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while time.monotonic() < deadline:
         try:
             req = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(req, timeout=2):
+            with opener.open(req, timeout=2):
                 return
         except urllib.error.HTTPError as e:
             if e.code < 500 and kind.secret_env != "JUPYTER_TOKEN":

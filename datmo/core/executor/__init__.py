@@ -62,6 +62,13 @@ class Executor(Protocol):
     def start(self, task: TaskContext) -> TaskHandle: ...
 
 
+def shell_argv(command: str) -> list[str]:
+    """argv that runs command through sh; a simple command replaces the shell (exec),
+    so the task itself gets `datmo stop`'s SIGTERM and can finish cleanly."""
+    simple = not any(c in command for c in ";&|<>()$`\n*?[]{}~#=")
+    return ["/bin/sh", "-c", f"exec {command}" if simple else command]
+
+
 def get(name: str) -> Executor:
     if name == "docker":
         from datmo.core.executor.docker import DockerExecutor

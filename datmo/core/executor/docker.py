@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from datmo.core.executor import TaskContext
+from datmo.core.executor import TaskContext, shell_argv
 from datmo.errors import DatmoError
 from datmo.task_sdk import PATH as SDK_PATH
 
@@ -56,6 +56,9 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         DATMO_METRICS_FILE=METRICS,
         DATMO_REPLIES=REPLIES,
         DATMO_RUN_ID=run.id,
+        # The engine's init (tini) is PID 1 and passes `datmo stop` to the whole process
+        # group: `sh -c` alone would swallow SIGTERM and the task would only ever be killed.
+        TINI_KILL_PROCESS_GROUP="1",
     )
     user = f"{task.owner[0]}:{task.owner[1]}"
     if opts.get("as_root"):
@@ -68,7 +71,7 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
     cpus = opts.get("cpus")
     return {
         "image": image,
-        "command": ["/bin/sh", "-c", run.command],
+        "command": shell_argv(run.command),
         "name": f"datmo-{run.id[:12]}",
         "working_dir": WORKDIR,
         "user": user,
@@ -80,6 +83,7 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         "nano_cpus": int(cpus * 1e9) if cpus else None,
         "labels": {"datmo.run": run.id, **task.extra.get("labels", {})},
         "privileged": False,
+        "init": True,
         "stdin_open": interactive,
         "tty": interactive,
         "detach": True,

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from datmo.core.executor import TaskContext
+from datmo.core.executor import TaskContext, shell_argv
 from datmo.task_sdk import PATH as SDK_PATH
 
 # Asked of the task's own python3 (not datmo's), so the record shows what the task ran with.
@@ -122,7 +122,7 @@ class LocalExecutor:
         uid, gid = task.owner
         drop = os.geteuid() == 0 and uid != 0
         ids: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if drop else {}
-        cmd = ["/bin/sh", "-c", task.run.command]
+        cmd = shell_argv(task.run.command)
         if task.run.options.get("interactive"):
             import pty
 
