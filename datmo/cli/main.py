@@ -51,6 +51,8 @@ class LazyGroup(click.Group):
         "jupyterlab": "datmo.cli.workspace:jupyterlab",
         "rstudio": "datmo.cli.workspace:rstudio",
         "terminal": "datmo.cli.workspace:terminal",
+        "fsck": "datmo.cli.maintenance:fsck",
+        "gc": "datmo.cli.maintenance:gc",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
