@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -281,3 +282,46 @@ def test_for_folder_drops_what_cannot_apply_and_is_cached() -> None:
 def test_comments_blank_lines_and_never_matching_lines_are_dropped() -> None:
     rules = IgnoreRules.parse("# c\n\n   \n!\n/\nopen[\nback\\\nreal\n")
     assert [(p.text, p.lineno) for p in rules.patterns] == [("real", 8)]
+
+
+# Random patterns and paths from pieces that exercise every rule at once; a
+# seed that fails here reproduces with `_random_scenario(seed)`.
+_PIECES = ["a", "b", "*", "?", "**", "[ab]", "[!a]", "[a-b]", "\\*", ".", "é", "x y", "-", "]"]
+_PIECES += ["[[:alpha:]]", "\\a", "[]a]", "[^b]", "\\ ", " ", "[a-]", "[\\]]", "??", "#", "\\!"]
+_NAMES = ["a", "b", "ab", "a.b", "x y", "é", "ba", "a-b", "[", "]", "a ", "*", "ü", "A", "1"]
+
+
+def _random_scenario(seed: int) -> tuple[dict[str, str], list[str]]:
+    r = random.Random(seed)
+
+    def pattern() -> str:
+        parts = ["".join(r.choices(_PIECES, k=r.randint(1, 3))) for _ in range(r.randint(1, 3))]
+        bang, lead, trail = (c if r.random() < 0.2 else "" for c in "!//")
+        return bang + lead + "/".join(parts) + trail
+
+    files = {"": "\n".join(pattern() for _ in range(r.randint(1, 6))) + "\n"}
+    files["a"] = "\n".join(pattern() for _ in range(r.randint(1, 4))) + "\n"
+    paths = sorted({"/".join(r.choices(_NAMES, k=r.randint(1, 3))) for _ in range(25)} | {"a"})
+    # A path that another one lies under is a folder; some others are empty folders.
+    return files, [
+        p + "/" if p == "a" or any(q.startswith(p + "/") for q in paths) or r.random() < 0.2 else p
+        for p in paths
+    ]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_patterns_match_real_git(tmp_path: Path, seed: int) -> None:
+    files, paths = _random_scenario(seed)
+    repo = _make_repo(tmp_path, files, paths)
+    expected = git_verdicts(repo, paths)
+    for path in paths:
+        hit = our_verdict(files, path)
+        got = None if hit is None else (hit.source, hit.lineno, hit.text)
+        assert got == expected[path.rstrip("/")], (files, path)
+
+
+def test_many_patterns_compile_into_one_regex() -> None:
+    rules = IgnoreRules.parse("".join(f"f[0-9]{i}\n" for i in range(500)) + "!f[5]499\n")
+    assert rules.match("d/f7123", False) is True
+    assert rules.match("d/f5499", False) is False
+    assert rules.match("d/f7500", False) is None

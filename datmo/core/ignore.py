@@ -192,6 +192,10 @@ def _compile(line: str, base: str, source: str, n: int) -> Pattern | None:
     anchored = "/" in p
     if anchored and p.startswith("/"):
         p = p[1:]
+    if p.startswith("**/") and "/" not in p[3:]:
+        # '**/name' matches 'name' at any depth: the same as a basename
+        # pattern, which is far cheaper to check.
+        p, anchored = p[3:], False
     if not p:
         return None
     first_wild = next((i for i, c in enumerate(p) if c in _SPECIAL), len(p))
@@ -245,29 +249,27 @@ class _Matcher:
         self.suffix_any = tuple(s for s, _ in self.suffixes)
         self.name_re, self.name_re_idx = _combine(name_alts)
         self.path_re, self.path_re_idx = _combine(path_alts)
-        self.has_path = self.path_re is not None
 
-    def candidates(self, names: list[str]) -> list[str]:
-        """The names some pattern may match: a cheap screen, exact for ASCII names."""
-        if self.has_path:
-            return names
+    def candidates(self, names: list[str], prefix: str) -> list[str]:
+        """The names some pattern may match: a cheap screen, exact for ASCII names.
+
+        `prefix` is in byte view; non-ASCII names always pass, for `best` to decide.
+        """
         exact, pre, suf = self.exact, self.prefix_any, self.suffix_any
         match = self.name_re.fullmatch if self.name_re else _NO_MATCH.get
-        return [
+        found = [
             n
             for n in names
-            if n in exact
-            or n.startswith(pre)
-            or n.endswith(suf)
-            or not n.isascii()
-            or match(n) is not None
+            if n in exact or n.startswith(pre) or n.endswith(suf) or match(n) or not n.isascii()
         ]
+        if self.path_re is not None:
+            path_match, seen = self.path_re.fullmatch, set(found)
+            found += [n for n in names if n not in seen and path_match(prefix + n)]
+        return found
 
     def best(self, name: str, path: str) -> int:
         """Index of the last pattern matching (basename, root-relative path), or -1."""
-        if not name.isascii():
-            name = byte_view(name)
-            path = byte_view(path)
+        name, path = byte_view(name), byte_view(path)  # a folder above may be non-ASCII
         best = self.exact.get(name, -1)
         if self.prefix_any and name.startswith(self.prefix_any):
             best = max(best, next(i for s, i in self.prefixes if name.startswith(s)))
@@ -316,7 +318,7 @@ class IgnoreRules:
         self._matchers: list[_Matcher | None] = [None, None]  # [file, folder], built lazily
         self._subsets: dict[tuple[int, ...], IgnoreRules] = {}
         # Only anchored or nested patterns can be dropped for a subfolder.
-        self._narrowable = any(p.anchored or p.base for p in patterns)
+        self._narrowable = tuple(i for i, p in enumerate(patterns) if p.anchored or p.base)
 
     @classmethod
     def parse(cls, text: str, base: str = "", source: str = "") -> IgnoreRules:
@@ -329,6 +331,7 @@ class IgnoreRules:
         for lineno, line in enumerate(raw.split("\n"), 1):
             if line.endswith("\r"):
                 line = line[:-1]
+            line = line.partition("\0")[0]  # git handles each line as a C string
             if not line or line.startswith("#"):
                 continue
             p = _compile(_trim_trailing_spaces(line), base, source, lineno)
@@ -354,13 +357,15 @@ class IgnoreRules:
         if not self._narrowable:
             return self
         prefix = byte_view(folder) + "/" if folder else ""
-        keep = tuple(i for i, p in enumerate(self.patterns) if _may_apply(p, prefix))
-        if len(keep) == len(self.patterns):
+        patterns = self.patterns
+        drop = tuple(i for i in self._narrowable if not _may_apply(patterns[i], prefix))
+        if not drop:
             return self
-        sub = self._subsets.get(keep)
+        sub = self._subsets.get(drop)
         if sub is None:
-            sub = IgnoreRules(tuple(self.patterns[i] for i in keep))
-            self._subsets[keep] = sub
+            gone = set(drop)
+            sub = IgnoreRules(tuple(p for i, p in enumerate(patterns) if i not in gone))
+            self._subsets[drop] = sub
         return sub
 
     def decide(self, names: list[str], prefix: str, is_dir: bool) -> dict[str, Pattern]:
@@ -372,7 +377,7 @@ class IgnoreRules:
         """
         m = self._matchers[is_dir] or self._build(is_dir)
         out = {}
-        for name in m.candidates(names):
+        for name in m.candidates(names, byte_view(prefix)):
             i = m.best(name, prefix + name)
             if i >= 0:
                 out[name] = self.patterns[i]

@@ -178,8 +178,10 @@ class _Walk:
 
     def _list(self, folder: _Folder) -> _Listing | None:
         """Classify a folder's children; None if it is left out (reported) or gone."""
+        # The root may be a symlink (the user named it); nothing below it may.
+        flags = _DIR_FLAGS if folder.rel else _DIR_FLAGS & ~os.O_NOFOLLOW
         try:
-            fd = os.open(folder.path, _DIR_FLAGS)
+            fd = os.open(folder.path, flags)
         except FileNotFoundError:
             return None
         except OSError as err:
@@ -193,7 +195,11 @@ class _Walk:
     def _classify(self, fd: int, folder: _Folder) -> _Listing | None:
         rel, ignored, skipped = folder.rel, folder.ignored, self.skipped
         prefix = rel + "/" if rel else ""
-        names = os.listdir(fd)
+        try:
+            names = os.listdir(fd)
+        except OSError as err:
+            self._skip(rel, err)
+            return None
         if not folder.vouched and ("pyvenv.cfg" in names or _is_dir_at(fd, "conda-meta", names)):
             skipped.append(Skipped(rel, "virtual environment"))
             return None
