@@ -76,6 +76,15 @@ def version() -> None:
     click.echo(f"datmo {__version__}")
 
 
+RUN_COMMANDS = ("run", "rerun", "notebook", "jupyterlab", "rstudio", "terminal")
+
+
+def _is_run_command(args: list[str]) -> bool:
+    """`datmo run` and its kin exit 125 for datmo's own failures, bad options included."""
+    words = [a for a in args if not a.startswith("-")]
+    return bool(words) and words[0] in RUN_COMMANDS
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every DatmoError becomes one line on stderr and its exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -84,8 +93,13 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=args, prog_name="datmo", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        # One line, like every other error; click's own form is several.
+        where = e.ctx.command_path if e.ctx else "datmo"
+        click.echo(f"datmo: error: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(125 if _is_run_command(args) else e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"datmo: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         if debug:

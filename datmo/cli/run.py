@@ -21,10 +21,11 @@ def datmo_failure_exit() -> Iterator[None]:
 
     try:
         yield
-    except DatmoError as e:
-        if e.exit_code != 130:
-            e.exit_code = 125
-        raise
+    except (DatmoError, click.UsageError) as e:
+        err = e if isinstance(e, DatmoError) else DatmoError(e.format_message())
+        if err.exit_code != 130:
+            err.exit_code = 125
+        raise err from None
 
 
 TASK_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -40,7 +41,7 @@ TASK_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         },
     ),
     (("--memory",), {"metavar": "SIZE", "help": "Memory limit, such as 4g."}),
-    (("--cpus",), {"type": float, "help": "CPU limit, such as 2 or 0.5."}),
+    (("--cpus",), {"metavar": "N", "help": "CPU limit, such as 2 or 0.5."}),
     (
         ("--data",),
         {

@@ -17,8 +17,7 @@ from datmo.errors import UsageError
 
 FIELDS = {"id", "status", "type", "command", "environment_id", "exit_code", "created_at"}
 _COND = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|<=|>=|=|<|>)\s*(.*?)\s*$")
-_SPLIT_OR = re.compile(r"\s+or\s+", re.IGNORECASE)
-_SPLIT_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+_CONNECTIVE = re.compile(r"(?:^|\s+)(and|or)(?=\s|$)\s*", re.IGNORECASE)
 
 
 def _json_path(key: str) -> str:
@@ -62,16 +61,23 @@ def compile_filter(expr: str | None) -> tuple[str, list[Any]]:
     """Turn a filter expression into (SQL WHERE clause, parameters)."""
     if not expr or not expr.strip():
         return "", []
-    ors = []
+    # [cond, op, cond, op, cond]: an empty cond means a dangling or doubled and/or.
+    parts = _CONNECTIVE.split(expr.strip())
+    groups: list[list[str]] = [[]]
     params: list[Any] = []
-    for group in _SPLIT_OR.split(expr.strip()):
-        ands = []
-        for cond in _SPLIT_AND.split(group):
-            sql, p = _condition(cond)
-            ands.append(sql)
-            params += p
-        ors.append("(" + " AND ".join(ands) + ")")
-    return " OR ".join(ors), params
+    for i, part in enumerate(parts):
+        if i % 2:
+            if part.lower() == "or":
+                groups.append([])
+            continue
+        if not part.strip():
+            raise UsageError(
+                f"the filter '{expr.strip()}' has an 'and'/'or' with nothing on one side"
+            )
+        sql, p = _condition(part)
+        groups[-1].append(sql)
+        params += p
+    return " OR ".join("(" + " AND ".join(g) + ")" for g in groups), params
 
 
 def compile_sort(spec: str | None) -> tuple[str, list[Any]]:

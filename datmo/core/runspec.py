@@ -92,9 +92,13 @@ def parse_memory(text: str) -> int:
     return value
 
 
-def parse_cpus(value: float) -> float:
+def parse_cpus(text: str | float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--cpus '{text}' is not a number; give one such as 2 or 0.5") from None
     if not value > 0 or value > (os.cpu_count() or 1) * 64:
-        raise UsageError(f"--cpus {value} is out of range; give a positive number such as 2")
+        raise UsageError(f"--cpus {text} is out of range; give a positive number such as 2")
     return value
 
 

@@ -147,8 +147,8 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
     try:
         handle = executors.get(run.executor).start(task)
     except Exception as e:
+        runs.discard(ctx, run.id)  # before answering, so `datmo run` never sees it
         _handshake(fd, f"ERR {e}")
-        runs.discard(ctx, run.id)
         return 125
     run = runs.save(
         ctx, run.evolve(**{k: v for k, v in handle.info.items() if k in Run.__dataclass_fields__})
@@ -177,10 +177,11 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
         waiter.start()
         stopped = False
         requests = SnapshotRequests(ctx, run)
+        stop_file = data / runs.STOP_FILE
         while waiter.is_alive():
             requests.poll()
             lost_fg = fg_pid and not alive(fg_pid, fg_start)
-            if not stopped and (stop.is_set() or lost_fg):
+            if not stopped and (stop.is_set() or lost_fg or stop_file.exists()):
                 stopped = True
                 threading.Thread(target=handle.stop, daemon=True).start()
             waiter.join(POLL_S)
@@ -191,19 +192,23 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
             relay.close()
     if capture:
         capture.close()
-    try:
-        return _finish(ctx, run, code_box[0] if code_box else -1, stopped, capture)
-    finally:
+    code = code_box[0] if code_box else -1
+    changes = _outcome(ctx, run, code, stopped, capture)
+    try:  # the record is final only once nothing of the run is left behind
         handle.cleanup()
         if run.rerun_of and run.workdir:
             import shutil
 
             shutil.rmtree(ctx.root / run.workdir, ignore_errors=True)
+    finally:
+        runs.save(ctx, run.evolve(**changes))
+    return code
 
 
-def _finish(
+def _outcome(
     ctx: ProjectContext, run: Run, code: int, stopped: bool, capture: OutputCapture | None
-) -> int:
+) -> dict[str, Any]:
+    """What the final record says: status, code, metrics, the after snapshot."""
     from datmo.core.controller import snapshot
 
     data = runs.data_dir(ctx, run.id)
@@ -241,8 +246,7 @@ def _finish(
         )
     except Exception as e:  # the task's outcome is still recorded, with why the snapshot failed
         changes["error"] = f"after snapshot failed: {e}"
-    runs.save(ctx, run.evolve(**changes))
-    return code
+    return changes
 
 
 def _duration(start: str | None, end: str) -> float | None:

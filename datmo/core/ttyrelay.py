@@ -22,6 +22,7 @@ from typing import Any
 from datmo.core.storage.fsutil import Owner, chown
 
 NAME = "tty.sock"
+BACKLOG = 64 * 1024
 
 
 class RelayServer:
@@ -30,6 +31,7 @@ class RelayServer:
     def __init__(self, folder: Path, handle: Any, owner: Owner | None) -> None:
         self.handle = handle
         self.client: socket.socket | None = None
+        self.backlog = bytearray()  # what the task printed before anyone attached
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         cwd = os.getcwd()
@@ -60,6 +62,8 @@ class RelayServer:
                     with contextlib.suppress(OSError):
                         self.client.close()
                 self.client = conn
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes(self.backlog))
             self._read(conn)
 
     def _read(self, conn: socket.socket) -> None:
@@ -85,6 +89,8 @@ class RelayServer:
 
     def send(self, data: bytes) -> None:
         with self.lock:
+            self.backlog += data
+            del self.backlog[: max(0, len(self.backlog) - BACKLOG)]
             if self.client is None:
                 return
             try:
@@ -131,7 +137,7 @@ def attach(folder: Path, timeout: float = 10.0) -> None:
         import tty
 
         saved = termios.tcgetattr(stdin)
-        tty.setraw(stdin)
+        tty.setraw(stdin, termios.TCSANOW)  # keys typed while the task started are kept
     try:
         _pump(sock, stdin, stdout)
     finally:

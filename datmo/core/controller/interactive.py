@@ -21,7 +21,7 @@ def run_interactive(ctx: ProjectContext, spec: RunSpec, progress: Any = None) ->
     try:
         ttyrelay.attach(runs.data_dir(ctx, started.id))
     except KeyboardInterrupt:
-        runs.request_stop(started)
+        runs.request_stop(ctx, started)
     while True:
         try:
             final = runs.get(ctx, started.id)
@@ -29,4 +29,4 @@ def run_interactive(ctx: ProjectContext, spec: RunSpec, progress: Any = None) ->
                 return final
             time.sleep(0.1)
         except KeyboardInterrupt:
-            runs.request_stop(started)
+            runs.request_stop(ctx, started)

@@ -82,7 +82,7 @@ def start(
         before_snapshot_id=before_snapshot_id,
         started_at=now,
         # Until the supervisor takes over, this process answers for the run.
-        supervisor={"pid": os.getpid(), "start": start_time(os.getpid())},
+        supervisor={"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True},
         workdir=workdir,
         rerun_of=rerun_of,
     )
@@ -146,7 +146,7 @@ def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | Non
             except KeyboardInterrupt:
                 if not stop_sent:
                     stop_sent = True
-                    runs.request_stop(run)
+                    runs.request_stop(ctx, run)
                     if on_stop:
                         on_stop(f"stopping run {run.id[:8]} (its after snapshot is being taken)...")
 

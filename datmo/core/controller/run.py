@@ -20,6 +20,7 @@ from datmo.errors import DatmoError, UsageError
 
 KIND = "runs"
 DATA = "run-data"
+STOP_FILE = "stop"  # a stop request the supervisor picks up, even before it has taken over
 
 
 def index(ctx: ProjectContext) -> RunIndex:
@@ -83,15 +84,19 @@ def ls(
     return [effective(Run.from_dict(d)) for d in docs]
 
 
-def request_stop(run: Run) -> bool:
+def request_stop(ctx: ProjectContext, run: Run) -> bool:
     """Ask a run's supervisor to stop the task; False when no supervisor answers."""
     sup = run.supervisor
     if not alive(sup.get("pid"), sup.get("start")):
         return False
+    path = data_dir(ctx, run.id) / STOP_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.touch()
+    if sup.get("launcher"):
+        return True  # `datmo run` is still handing over: the supervisor sees the file at once
     with contextlib.suppress(ProcessLookupError):
         os.kill(sup["pid"], signal.SIGTERM)
-        return True
-    return False
+    return True
 
 
 def stop(ctx: ProjectContext, ref: str | None, all: bool = False, wait: float = 60.0) -> list[Run]:
@@ -107,7 +112,7 @@ def stop(ctx: ProjectContext, ref: str | None, all: bool = False, wait: float = 
             )
     else:
         raise UsageError("give a run id, or --all")
-    asked = [r for r in targets if request_stop(r)]
+    asked = [r for r in targets if request_stop(ctx, r)]
     deadline = time.monotonic() + wait
     out = []
     for run in targets:
@@ -130,6 +135,15 @@ def settle_lost(ctx: ProjectContext, run: Run) -> Run:
             from datmo.core.executor.docker import remove_container
 
             remove_container(run.container_id)
+    task = run.process
+    if task and alive(task.get("pid"), task.get("start")):
+        # A local task outlived its supervisor: end its whole process group.
+        for sig, pause in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(task["pid"], sig)
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and alive(task.get("pid"), task.get("start")):
+                time.sleep(0.1)
     stored = Run.from_dict(ctx.store.read_entity(KIND, run.id))
     if stored.status == RUNNING:
         from datmo.core.entity.base import utcnow

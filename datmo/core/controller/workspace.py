@@ -169,7 +169,7 @@ def open_workspace(
     try:
         _wait_ready(ctx, run, port, kind, secret)
     except BaseException:
-        runs.request_stop(run)
+        runs.request_stop(ctx, run)
         raise
     if kind.secret_env == "JUPYTER_TOKEN":
         return Opened(run, f"http://127.0.0.1:{port}{kind.url_path}?token={secret}", None)

@@ -42,6 +42,7 @@ class Run:
     duration_s: float | None = None
     supervisor: dict[str, Any] = field(default_factory=dict)  # pid, start time, parent pid
     container_id: str | None = None
+    process: dict[str, Any] = field(default_factory=dict)  # a local task: pid, start time
     gpus: list[str] = field(default_factory=list)  # the GPUs the task saw
     platform: dict[str, Any] = field(default_factory=dict)
     workdir: str | None = None  # scratch folder of a rerun, relative to the project

@@ -62,10 +62,73 @@ class Executor(Protocol):
     def start(self, task: TaskContext) -> TaskHandle: ...
 
 
+# Words that are the shell's own: `exec exit 3` would fail where `exit 3` works.
+SHELL_WORDS = frozenset(
+    [
+        ".",
+        ":",
+        "[",
+        "alias",
+        "bg",
+        "break",
+        "cd",
+        "command",
+        "continue",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "fc",
+        "fg",
+        "getopts",
+        "hash",
+        "jobs",
+        "kill",
+        "local",
+        "printf",
+        "pwd",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "source",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+        "if",
+        "then",
+        "else",
+        "elif",
+        "fi",
+        "for",
+        "while",
+        "until",
+        "do",
+        "done",
+        "case",
+        "esac",
+        "!",
+        "{",
+        "}",
+    ]
+)
+
+
 def shell_argv(command: str) -> list[str]:
     """argv that runs command through sh; a simple command replaces the shell (exec),
     so the task itself gets `datmo stop`'s SIGTERM and can finish cleanly."""
-    simple = not any(c in command for c in ";&|<>()$`\n*?[]{}~#=")
+    words = command.split()
+    simple = bool(words) and words[0] not in SHELL_WORDS
+    simple = simple and not any(c in command for c in ";&|<>()$`\n*?[]{}~#=")
     return ["/bin/sh", "-c", f"exec {command}" if simple else command]
 
 

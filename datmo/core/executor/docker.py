@@ -103,13 +103,14 @@ def _why(e: Exception) -> str:
 
 
 class DockerHandle:
-    def __init__(self, container: Any, info: dict[str, Any]) -> None:
+    def __init__(self, container: Any, info: dict[str, Any], stream: Any) -> None:
         self.container = container
         self.info = info
+        self.stream = stream
         self._stdin: Any = None
 
     def output(self) -> Iterator[bytes]:
-        yield from self.container.logs(stream=True, follow=True, stdout=True, stderr=True)
+        yield from self.stream
 
     def wait(self) -> int:
         return int(self.container.wait()["StatusCode"])
@@ -170,6 +171,9 @@ class DockerExecutor:
             raise DatmoError(f"image {image[:19]} is gone; run 'datmo environment build'") from None
         except docker.errors.APIError as e:
             raise DatmoError(f"could not create the container: {_why(e)}") from None
+        # Attached before it starts, so not a byte is missed; attach rather than the log,
+        # which only hands out whole lines (an interactive prompt has none).
+        stream = container.attach(stream=True, logs=True, stdout=True, stderr=True)
         try:
             container.start()
         except docker.errors.APIError as e:
@@ -178,7 +182,7 @@ class DockerExecutor:
                 container.remove(force=True)
             raise DatmoError(f"could not start the task: {_why(e)}") from None
         info = {"container_id": container.id, "gpus": self._gpus(container, task)}
-        return DockerHandle(container, info)
+        return DockerHandle(container, info, stream)
 
     def _gpus(self, container: Any, task: TaskContext) -> list[str]:
         if not task.run.options.get("gpus"):

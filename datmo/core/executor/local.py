@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from datmo.core.executor import TaskContext, shell_argv
+from datmo.core.process import start_time
 from datmo.task_sdk import PATH as SDK_PATH
 
 # Asked of the task's own python3 (not datmo's), so the record shows what the task ran with.
@@ -138,6 +139,7 @@ class LocalExecutor:
                 **ids,
             )
             os.close(slave)
+            info["process"] = {"pid": proc.pid, "start": start_time(proc.pid)}
             return LocalHandle(proc, info, master)
         proc = subprocess.Popen(
             cmd,
@@ -149,6 +151,7 @@ class LocalExecutor:
             start_new_session=True,  # its own process group, so stop reaches every child
             **ids,
         )
+        info["process"] = {"pid": proc.pid, "start": start_time(proc.pid)}
         return LocalHandle(proc, info)
 
     def _probe(self, env: dict[str, str], task: TaskContext) -> dict[str, Any]:

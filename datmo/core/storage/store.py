@@ -30,6 +30,11 @@ DATMO_DIR = ".datmo"
 MIN_PREFIX = 4
 LOCK_TIMEOUT_S = 120.0
 KINDS = ("snapshots", "environments", "runs")
+LISTING = {
+    "snapshots": "datmo snapshot ls --all",
+    "runs": "datmo ls",
+    "environments": "datmo environment ls",
+}
 
 
 class Store:
@@ -166,15 +171,16 @@ class Store:
     def resolve(self, kind: str, prefix: str) -> str:
         """Full id for a unique prefix of at least MIN_PREFIX characters, as git does."""
         label = kind.rstrip("s")
+        listing = LISTING.get(kind, f"datmo {label} ls")
         p = prefix.strip().lower()
         if len(p) < MIN_PREFIX or not all(c in "0123456789abcdef" for c in p):
             raise DatmoError(
                 f"'{prefix}' is not a {label} id; give at least {MIN_PREFIX} hex characters "
-                f"(see 'datmo {label} ls')"
+                f"(see '{listing}')"
             )
         matches = [i for i in self.list_ids(kind) if i.startswith(p)]
         if not matches:
-            raise NotFound(f"no {label} with id '{prefix}'; see 'datmo {label} ls --all'")
+            raise NotFound(f"no {label} with id '{prefix}'; see '{listing}'")
         if len(matches) > 1:
             raise AmbiguousId(label, prefix, matches)
         return matches[0]
