@@ -163,6 +163,12 @@ def busybox_image(docker_engine: None) -> str:
 
 
 @pytest.fixture(scope="session")
+def jupyter_image(docker_engine: None) -> str:
+    """Debian's Jupyter Notebook in a local image (apt inside a debootstrap chroot)."""
+    return _image("jupyter")
+
+
+@pytest.fixture(scope="session")
 def python_image(docker_engine: None) -> str:
     """A local Debian image with python3 (debootstrap; built once, then reused)."""
     return _image("python")

@@ -193,6 +193,7 @@ def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> No
     rows = [run_row(r) for r in runs.ls(open_project(), filter_, sort, limit)]
     cols = [
         "id",
+        "type",
         "command",
         "environment_id",
         "status",

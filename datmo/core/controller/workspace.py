@@ -94,7 +94,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def check_server(image: str, kind: Kind) -> None:
+def check_server(image: str, kind: Kind, project_id: str) -> None:
     """Refuse an image that lacks the server, before any container starts.
 
     A created container is never started: its files are read through the API.
@@ -111,7 +111,8 @@ def check_server(image: str, kind: Kind) -> None:
         if kind.binary.startswith("/")
         else [f"{d.rstrip('/')}/{kind.binary}" for d in path.split(":") if d]
     )
-    probe = cli.containers.create(image, command=["true"], entrypoint=[], labels={"datmo": "probe"})
+    labels = {"datmo.probe": kind.name, "datmo.project": project_id}
+    probe = cli.containers.create(image, command=["true"], entrypoint=[], labels=labels)
     try:
         for candidate in candidates:
             try:
@@ -154,8 +155,10 @@ def open_workspace(
     if spec.executor == "docker":
         env_id, image = launch.resolve_environment(ctx, spec, progress)
         assert image is not None
-        check_server(image, kind)
+        check_server(image, kind, ctx.info.id)
         spec.environment = env_id
+        # Jupyter's runtime files hold the token: keep them inside the container, not in HOME.
+        spec.env.setdefault("JUPYTER_RUNTIME_DIR", "/tmp/jupyter-runtime")
     elif kind.as_root:
         raise DatmoError(f"{kind.name} needs Docker; drop --executor local")
     else:

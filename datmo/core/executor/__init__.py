@@ -127,8 +127,9 @@ def shell_argv(command: str) -> list[str]:
     """argv that runs command through sh; a simple command replaces the shell (exec),
     so the task itself gets `datmo stop`'s SIGTERM and can finish cleanly."""
     words = command.split()
-    simple = bool(words) and words[0] not in SHELL_WORDS
-    simple = simple and not any(c in command for c in ";&|<>()$`\n*?[]{}~#=")
+    # `A=1 cmd` sets a variable for cmd: the shell must see it, so no exec then.
+    simple = bool(words) and words[0] not in SHELL_WORDS and "=" not in words[0]
+    simple = simple and not any(c in command for c in ";&|<>()$`\n*?[]{}~#")
     return ["/bin/sh", "-c", f"exec {command}" if simple else command]
 
 
