@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from types import FrameType
@@ -144,6 +145,7 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
         user_name=_user_name(st.st_uid),
         extra={"labels": {"datmo.project": ctx.info.id}},
     )
+    started = time.perf_counter()
     try:
         handle = executors.get(run.executor).start(task)
     except Exception as e:
@@ -193,7 +195,9 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
     if capture:
         capture.close()
     code = code_box[0] if code_box else -1
+    ended = time.perf_counter()
     changes = _outcome(ctx, run, code, stopped, capture)
+    snapshot_s = time.perf_counter() - ended
     try:  # the record is final only once nothing of the run is left behind
         handle.cleanup()
         if run.rerun_of and run.workdir:
@@ -201,7 +205,14 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
 
             shutil.rmtree(ctx.root / run.workdir, ignore_errors=True)
     finally:
-        runs.save(ctx, run.evolve(**changes))
+        # The task's part, from creating its container (or process) to removing it.
+        task_s = ended - started + (time.perf_counter() - ended - snapshot_s)
+        timings = {
+            **run.timings,
+            "task_s": round(task_s, 4),
+            "after_snapshot_s": round(snapshot_s, 4),
+        }
+        runs.save(ctx, run.evolve(**changes, timings=timings))
     return code
 
 

@@ -53,10 +53,12 @@ def start(
     """Start a run and return its record once the task is running."""
     from datmo.core.controller import snapshot
 
+    t0 = time.perf_counter()
     if image_id is None:
         env_id, image_id = resolve_environment(ctx, spec, progress)
     else:
         env_id = spec.environment
+    t1 = time.perf_counter()
     if before_snapshot_id is None:
         before_snapshot_id = snapshot.create(
             ctx,
@@ -65,6 +67,7 @@ def start(
             hidden=True,
             reuse_state=True,
         ).snapshot.id
+    t2 = time.perf_counter()
     now = utcnow()
     run = Run(
         id=secrets.token_hex(20),
@@ -85,6 +88,7 @@ def start(
         supervisor={"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True},
         workdir=workdir,
         rerun_of=rerun_of,
+        timings={"environment_s": round(t1 - t0, 4), "before_snapshot_s": round(t2 - t1, 4)},
     )
     data = runs.data_dir(ctx, run.id, create=True)
     makedirs(data / "replies", ctx.store.owner)
@@ -142,7 +146,7 @@ def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | Non
                         out.write(rest)
                         out.flush()
                     return run
-                time.sleep(0.1)
+                time.sleep(0.02)  # a record read costs ~0.1 ms; the wait is what users feel
             except KeyboardInterrupt:
                 if not stop_sent:
                     stop_sent = True

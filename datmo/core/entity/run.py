@@ -48,6 +48,7 @@ class Run:
     workdir: str | None = None  # scratch folder of a rerun, relative to the project
     rerun_of: str | None = None
     error: str | None = None  # datmo's own failure, when it is why the run ended
+    timings: dict[str, float] = field(default_factory=dict)  # where datmo's own time went
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
