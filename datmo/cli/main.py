@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -76,6 +77,11 @@ def version() -> None:
     click.echo(f"datmo {__version__}")
 
 
+def one_line(text: str) -> str:
+    """Errors are one line: control characters from user input are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 RUN_COMMANDS = ("run", "rerun", "notebook", "jupyterlab", "rstudio", "terminal")
 
 
@@ -96,10 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as e:
         # One line, like every other error; click's own form is several.
         where = e.ctx.command_path if e.ctx else "datmo"
-        click.echo(f"datmo: error: {e.format_message()} (see '{where} --help')", err=True)
+        click.echo(f"datmo: error: {one_line(e.format_message())} (see '{where} --help')", err=True)
         sys.exit(125 if _is_run_command(args) else e.exit_code)
     except click.ClickException as e:
-        click.echo(f"datmo: error: {e.format_message()}", err=True)
+        click.echo(f"datmo: error: {one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         if debug:
@@ -109,16 +115,26 @@ def main(argv: list[str] | None = None) -> None:
     except DatmoError as e:
         if debug:
             raise
-        click.echo(f"datmo: error: {e}", err=True)
+        click.echo(f"datmo: error: {one_line(str(e))}", err=True)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as e:
+        # The system refused something (a name too long, a read-only folder): say what.
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        click.echo(
+            f"datmo: error: {one_line(e.strerror or str(e))}{one_line(str(where))}", err=True
+        )
+        sys.exit(4 if full else 1)
     except Exception as e:
         if debug:
             raise
         click.echo(
-            f"datmo: unexpected error: {e.__class__.__name__}: {e} (run with --debug for details, "
-            "and please report it)",
+            f"datmo: unexpected error: {e.__class__.__name__}: {one_line(str(e))} "
+            "(run with --debug for details, and please report it)",
             err=True,
         )
         sys.exit(1)

@@ -54,6 +54,8 @@ def gc(dry_run: bool) -> None:
     from datmo.core.project import open_project
 
     r = ctl.collect(open_project(), dry_run)
+    if r.warning:
+        note(f"warning: {r.warning}")
     verb = "would free" if dry_run else "freed"
     echo(
         f"{verb} {_bytes(r.freed)}: {r.objects} stored file(s) ({_bytes(r.object_bytes)}), "

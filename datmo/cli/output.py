@@ -60,10 +60,15 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> 
     )
 
 
+def printable(text: str) -> str:
+    """File names that are not UTF-8 (surrogate escapes) are shown, never a crash."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def echo(text: str) -> None:
-    click.echo(text)
+    click.echo(printable(text))
 
 
 def note(text: str) -> None:
     """Secondary information goes to stderr so stdout stays parseable."""
-    click.echo(text, err=True)
+    click.echo(printable(text), err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -101,6 +102,17 @@ def build_spec(command: str, **kw: Any) -> Any:
         interactive=bool(kw.get("interactive")),
         capture=not kw.get("no_capture"),
     )
+    store = os.path.realpath(ctx.store.dir)
+    for d in spec.data:
+        if (
+            store == d.source
+            or store.startswith(d.source.rstrip("/") + "/")
+            or d.source.startswith(store + "/")
+        ):
+            raise runspec.UsageError(
+                f"--data {d.source} would show tasks the project's .datmo store; "
+                "mount a folder that does not hold it"
+            )
     return ctx, spec
 
 

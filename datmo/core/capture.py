@@ -70,7 +70,11 @@ def capture_tree(
     code_id = store.git.write_tree(state.code)
     files_id = store.objects.put_bytes(state.manifest_bytes())
     env_id = environment.in_use(ctx)
-    py_files = [(e.path, e.st) for e in result.entries if e.path.endswith(".py")]
+    py_files = [
+        (e.path, e.st)
+        for e in result.entries
+        if e.path.endswith(".py") and stat.S_ISREG(e.st.st_mode)  # never follow a link out
+    ]
     env_cache = EnvInfoCache(store.path("cache", "envinfo.json"), store.owner)
     requirements, platform = env_cache.compute(tree, py_files)
     requirements_id = store.objects.put_bytes(requirements.encode())

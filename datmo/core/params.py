@@ -21,7 +21,7 @@ def parse_value(text: str) -> Any:
         return None
     try:
         value = json.loads(s)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     if isinstance(value, float) and not math.isfinite(value):
         return text  # NaN/Infinity are not valid JSON on disk; keep the user's text
@@ -73,24 +73,43 @@ def load_mapping(path: Path, option: str) -> dict[str, Any]:
     return {str(k): v for k, v in doc.items()}
 
 
-def normalize(value: Any, where: str) -> Any:
+MAX_DEPTH = 64
+
+
+def text(value: str, what: str) -> str:
+    """Text that can be stored: valid Unicode (no lone surrogates from odd bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text; retype it") from None
+    return value
+
+
+def normalize(value: Any, where: str, depth: int = 0) -> Any:
     """Make values storable as strict JSON: dates as ISO text, NaN/inf as text, sets as lists."""
     import datetime
 
+    if depth > MAX_DEPTH:
+        raise UsageError(f"{where} nests deeper than {MAX_DEPTH} levels (or refers to itself)")
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return text(value, where)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, dict):
-        return {str(k): normalize(v, f"{where}.{k}") for k, v in value.items()}
+        return {
+            text(str(k), f"a key in {where}"): normalize(v, f"{where}.{k}", depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return [normalize(v, where) for v in value]
+        return [normalize(v, where, depth + 1) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((normalize(v, where) for v in value), key=repr)
+        return sorted((normalize(v, where, depth + 1) for v in value), key=repr)
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return normalize(value.item(), where)
+        return normalize(value.item(), where, depth + 1)
     raise UsageError(
         f"{where} is a {type(value).__name__}, which cannot be stored; use numbers, text, "
         "lists or mappings"

@@ -83,10 +83,12 @@ def is_secret(name: str) -> bool:
 
 
 def parse_memory(text: str) -> int:
-    m = _MEM.match(text)
+    m = _MEM.match(text) if len(text) < 40 else None
     if not m:
         raise UsageError(f"--memory '{text}' is not a size; use a number with b, k, m or g (4g)")
     value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if value > 1 << 60:
+        raise UsageError(f"--memory '{text}' is larger than any machine; use a size such as 4g")
     if value < 6 << 20:
         raise UsageError(f"--memory '{text}' is too small; Docker needs at least 6m")
     return value
@@ -158,8 +160,12 @@ def parse_data(text: str) -> DataMount:
     if spec.endswith(":rw") or spec.endswith(":ro"):
         spec, writable = spec[:-3], spec.endswith(":rw")
     src, _, name = spec.partition(">")
-    path = Path(src.strip()).expanduser()
-    if not src.strip() or not path.exists():
+    path = Path(os.path.expanduser(src.strip()))  # unknown ~user stays as typed
+    try:
+        found = bool(src.strip()) and path.exists()
+    except OSError as e:
+        raise UsageError(f"--data: cannot use '{src.strip()[:80]}': {e.strerror}") from None
+    if not found:
         raise UsageError(f"--data: no such file or folder '{src.strip()}'")
     real = os.path.realpath(path)
     if real in DOCKER_SOCKETS or real.endswith("/docker.sock"):

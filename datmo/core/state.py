@@ -102,8 +102,13 @@ def describe(
             sha = cache.lookup(e.path, e.st, "sha1")
             if sha is None:
                 started = time.time_ns()
-                sha = _read_guard(e.path, lambda full=full: git.write_blob_file(Path(full)))
-                cache.record(e.path, e.st, "sha1", sha, started)
+                if capture:
+                    sha = _read_guard(e.path, lambda full=full: git.write_blob_file(Path(full)))
+                    cache.record(e.path, e.st, "sha1", sha, started)
+                else:  # status only hashes: it must work on a full disk and change nothing
+                    sha = _read_guard(e.path, lambda full=full, st=e.st: _blob_id(git, full, st))
+                    if git.has_object(sha):
+                        cache.record(e.path, e.st, "sha1", sha, started)
             state.code[e.path] = (git_mode(e.st), sha)
         elif stat.S_ISLNK(e.st.st_mode):
             state.links[e.path] = os.readlink(full)
@@ -124,6 +129,14 @@ def describe(
                         cache.record(e.path, e.st, "blake3", digest, started)
             state.files[e.path] = (digest, e.st.st_size, file_mode(e.st))
     return state
+
+
+def _blob_id(git: Any, full: str, st: os.stat_result) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        return str(git.blob_id(os.fsencode(os.readlink(full))))
+    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        return str(git.blob_id(f.read()))
 
 
 def _read_guard(path: str, fn: Any) -> Any:

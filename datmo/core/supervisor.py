@@ -41,6 +41,7 @@ class Redactor:
 
     def __init__(self, log: Any, secrets: list[str], capture: OutputCapture | None) -> None:
         self.log, self.capture = log, capture
+        self.failed: str | None = None  # the log stopped (disk full); output is still drained
         self.secrets = sorted({s.encode() for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self.partial = b""
 
@@ -61,10 +62,27 @@ class Redactor:
             return
         for secret in self.secrets:
             data = data.replace(secret, b"***")
-        self.log.write(data)
-        self.log.flush()
         if self.capture:
             self.capture.feed(data)
+        if self.failed:
+            return
+        try:
+            self.log.write(data)
+            self.log.flush()
+        except OSError as e:
+            self.failed = f"log truncated: the disk is full or failed ({e.strerror})"
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """A full disk: give back the log's last MiB so the run's record can still be written."""
+        with contextlib.suppress(OSError):
+            size = os.fstat(self.log.fileno()).st_size
+            os.ftruncate(self.log.fileno(), max(0, size - (1 << 20)))
+            os.lseek(self.log.fileno(), 0, os.SEEK_END)
+            os.write(
+                self.log.fileno(),
+                b"\n[datmo: the disk is full; the rest of the output was dropped]\n",
+            )
 
 
 class SnapshotRequests:
@@ -163,6 +181,8 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
     _handshake(fd, "OK")
     capture = OutputCapture() if run.options.get("capture", True) else None
     secrets = [v for k, v in env.items() if is_secret(k)]
+    if run.executor == "local":  # a local task also inherits this environment
+        secrets += [v for k, v in os.environ.items() if is_secret(k)]
     code_box: list[int] = []
     with open(runs.log_path(ctx, run.id), "ab") as log:
         out = Redactor(log, secrets, capture)
@@ -197,6 +217,8 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
     code = code_box[0] if code_box else -1
     ended = time.perf_counter()
     changes = _outcome(ctx, run, code, stopped, capture)
+    if out.failed:
+        changes["error"] = "; ".join(filter(None, [changes.get("error"), out.failed]))
     snapshot_s = time.perf_counter() - ended
     try:  # the record is final only once nothing of the run is left behind
         handle.cleanup()

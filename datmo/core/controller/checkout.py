@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
@@ -70,9 +70,36 @@ def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResu
         _check_conflicts(ctx, old, new)
         _check_objects(ctx, new)
         store.write_json(JOURNAL, {"target": target.id, "source": cur.id if cur else None})
-        written, removed = _apply(ctx, old, new, work)
+        try:
+            written, removed = _apply(ctx, old, new, work)
+        except (DatmoError, OSError) as e:
+            _roll_back(ctx, old, new, cur.id if cur else None, e)
         _finish(ctx, target.id)
     return CheckoutResult(target, saved, written, removed)
+
+
+def _roll_back(
+    ctx: ProjectContext, old: TreeState, new: TreeState, source_id: str | None, why: Exception
+) -> NoReturn:
+    """A checkout that cannot finish (a damaged object) puts the old state back."""
+    from datmo.core.capture import working_state
+
+    try:
+        _apply(ctx, new, old, working_state(ctx))
+    except (DatmoError, OSError) as e:
+        _give_up(ctx, f"{why}; putting the old state back failed too ({e})")
+    ctx.store.remove(JOURNAL)
+    raise DatmoError(f"checkout stopped and the working tree is as before: {why}")
+
+
+def _give_up(ctx: ProjectContext, why: str) -> NoReturn:
+    """Keep the journal for people, but stop replaying it on every command."""
+    failed = ctx.store.path("journal", f"failed-{int(time.time())}.json")
+    os.replace(ctx.store.path(JOURNAL), failed)
+    raise DatmoError(
+        f"a checkout could not be finished or undone: {why}; see 'datmo status' and "
+        f"'datmo fsck' (its journal was kept as {failed.name})"
+    )
 
 
 def recover_if_needed(ctx: ProjectContext) -> None:
@@ -85,23 +112,43 @@ def recover_if_needed(ctx: ProjectContext) -> None:
             journal = ctx.store.read_json(JOURNAL)
         except NotFound:
             return  # another process finished it while we waited for the lock
-        target = Snapshot.from_dict(ctx.store.read_entity("snapshots", journal["target"]))
-        source_id = journal.get("source")
-        source = None
-        if source_id:
-            source = Snapshot.from_dict(ctx.store.read_entity("snapshots", source_id))
+        try:
+            target = Snapshot.from_dict(ctx.store.read_entity("snapshots", journal["target"]))
+            source_id = journal.get("source")
+            source = None
+            if source_id:
+                source = Snapshot.from_dict(ctx.store.read_entity("snapshots", source_id))
+        except (DatmoError, KeyError, TypeError) as e:
+            _give_up(ctx, f"its snapshots cannot be read ({e})")
         work = working_state(ctx)
         for path in [p for p in work.signatures() if os.path.basename(p).startswith(TMP_PREFIX)]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(ctx.root / path)
-        _apply(ctx, state_of(ctx, source), state_of(ctx, target), work)
+        old, new = state_of(ctx, source), state_of(ctx, target)
+        try:
+            _apply(ctx, old, new, work)
+        except (DatmoError, OSError) as e:
+            _roll_back(ctx, old, new, source_id, e)
         _finish(ctx, target.id)
 
 
 def _finish(ctx: ProjectContext, target_id: str) -> None:
     ctx.store.write_pointer(snapshots.CURRENT, target_id)
-    os.sync()  # the restored files must be on disk before the journal that could redo them goes
+    syncfs(ctx.root)  # the restored files must be on disk before the journal that redoes them goes
     ctx.store.remove(JOURNAL)
+
+
+def syncfs(path: Path) -> None:
+    """Flush the filesystem holding path (Linux syncfs), not every disk as sync does."""
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def _summary(changes: Changes) -> str:
@@ -120,8 +167,8 @@ def _check_conflicts(ctx: ProjectContext, old: TreeState, new: TreeState) -> Non
     """Refuse to overwrite a path that no snapshot holds (excluded or ignored data)."""
     old_paths = old.signatures().keys()
     leaving = old_paths - new.signatures().keys()
+    check_paths(new)
     for path in new.signatures():
-        _safe_rel(path)
         if path in old_paths:
             continue
         parts = path.split("/")
@@ -141,6 +188,15 @@ def _check_conflicts(ctx: ProjectContext, old: TreeState, new: TreeState) -> Non
                 f"checkout would overwrite '{prefix}', which no snapshot holds; "
                 "move it out of the way and try again"
             )
+
+
+def check_paths(state: TreeState) -> None:
+    """A stored state may only name plain relative paths, none of them under a symlink."""
+    links = set(state.links) | {p for p, (mode, _) in state.code.items() if mode == CODE_LINK_MODE}
+    for path in [*state.signatures(), *state.extra]:
+        parts = _safe_rel(path).split("/")
+        if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+            raise CorruptStore(f"the snapshot puts '{path}' under a symlink; run 'datmo fsck'")
 
 
 def _only_leaving(root: Path, folder: str, leaving: set[str] | Any) -> bool:

@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 from datmo.core.controller import snapshot as snapshots
-from datmo.core.controller.checkout import _safe_rel, _write_bytes, _write_link, state_of
+from datmo.core.controller.checkout import (
+    _safe_rel,
+    _write_bytes,
+    _write_link,
+    check_paths,
+    state_of,
+)
 from datmo.core.project import ProjectContext
 from datmo.core.state import CODE_LINK_MODE, TreeState
 from datmo.core.storage.fsutil import Owner, makedirs
@@ -64,11 +70,15 @@ def write_state(
     kinds.update((p, "file") for p in state.files)
     kinds.update((p, "link") for p in state.links)
     kinds.update((p, "extra") for p in state.extra)
+    check_paths(state)
     makedirs(target, owner)
+    real_target = os.path.realpath(target)
     for path in paths:
         kind = kinds[path]
         out = target / _safe_rel(path)
         makedirs(out.parent, owner)
+        if not os.path.realpath(out.parent).startswith(real_target):
+            raise DatmoError(f"refusing to write '{path}': a folder on its way is a symlink")
         if kind == "code":
             mode, sha = state.code[path]
             _, data = ctx.store.git.read_object(sha)

@@ -170,7 +170,9 @@ def _check_index(ctx: ProjectContext, runs_: dict[str, Run], r: Report, repair: 
 
     idx = RunIndex(ctx.store)
     try:
-        rows = {row[0]: json.loads(row[1]) for row in idx.db.execute("SELECT id, doc FROM runs")}
+        rows = idx.snapshot_rows()
+        if rows is None:
+            return  # derived data, built on first use
         truth = {rid: run.to_dict() for rid, run in runs_.items()}
         if rows != truth:
             r.add(f"the run index disagrees with the records ({len(rows)} rows, {len(truth)} runs)")

@@ -30,10 +30,15 @@ class GcReport:
     scratch_bytes: int = 0
     images: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
+    warning: str | None = None
 
     @property
     def freed(self) -> int:
         return self.object_bytes + self.git_bytes + self.run_data_bytes + self.scratch_bytes
+
+
+class DamagedManifest(DatmoError):
+    pass
 
 
 def live_objects(ctx: ProjectContext) -> set[str]:
@@ -47,8 +52,12 @@ def live_objects(ctx: ProjectContext) -> set[str]:
                 live.add(doc[key])
         try:
             manifest = json.loads(store.objects.read_bytes(doc["files_id"]))
-        except DatmoError:
-            continue  # fsck reports it; its objects are kept if still referenced elsewhere
+        except (DatmoError, ValueError):
+            # Without the manifest gc cannot know which files the snapshot still needs.
+            raise DamagedManifest(
+                f"snapshot {sid[:8]}'s file list is damaged, so no stored file was removed; "
+                "see 'datmo fsck'"
+            ) from None
         for section in ("files", "extra"):
             live.update(entry[0] for entry in manifest.get(section, {}).values())
     for eid in store.list_ids("environments"):
@@ -67,8 +76,12 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
     store = ctx.store
     now = time.time()
     with store.lock():
-        live = live_objects(ctx)
-        for digest in list(store.objects.iter_digests()):
+        try:
+            live = live_objects(ctx)
+            candidates = list(store.objects.iter_digests())
+        except DamagedManifest as e:
+            report.warning, live, candidates = str(e), set(), []
+        for digest in candidates:
             if digest in live:
                 continue
             path = store.objects.path(digest)
@@ -116,13 +129,13 @@ def _git_gc(ctx: ProjectContext, dry_run: bool, grace_s: float) -> int:
     """Unreachable shadow-git objects (of deleted snapshots), after the same grace."""
     git = ctx.store.git
     expire = f"{int(grace_s)}.seconds.ago"
-    if dry_run:
-        listing = git.run("prune", "--dry-run", f"--expire={expire}", check=False).stdout
-        loose = (git.gitdir / "objects" / s[:2] / s[2:] for s in _shas(listing))
-        return sum(p.stat().st_size for p in loose if p.exists())
-    before = _size(git.gitdir / "objects")
-    git.run("gc", "--quiet", f"--prune={expire}")
-    return max(0, before - _size(git.gitdir / "objects"))
+    # The same measure either way: the unreachable loose objects that are old enough.
+    listing = git.run("prune", "--dry-run", f"--expire={expire}", check=False).stdout
+    loose = (git.gitdir / "objects" / s[:2] / s[2:] for s in _shas(listing))
+    freed = sum(p.stat().st_size for p in loose if p.exists())
+    if not dry_run:
+        git.run("gc", "--quiet", f"--prune={expire}")
+    return freed
 
 
 def _shas(listing: bytes) -> list[str]:

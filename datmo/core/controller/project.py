@@ -46,13 +46,13 @@ def init(
         )
     store = Store(root)
     ctx = ProjectContext(root, store)
-    created = not store.exists()
-    if not created:
+    if store.exists():
         from datmo.core.controller.checkout import recover_if_needed
 
         recover_if_needed(ctx)
     store.create_layout()
     with store.lock():
+        created = not store.exists()  # decided under the lock: two inits make one project
         now = utcnow()
         if created:
             from datmo.core.docker import engine_answers

@@ -130,11 +130,12 @@ def settle_lost(ctx: ProjectContext, run: Run) -> Run:
     """Record a LOST run as such and remove what its supervisor left behind."""
     if run.status != LOST:
         return run
-    if run.container_id:
+    if run.executor == "docker":
         with contextlib.suppress(Exception):  # no engine now: the record still settles
-            from datmo.core.executor.docker import remove_container
+            from datmo.core.executor.docker import remove_run_containers
 
-            remove_container(run.container_id)
+            # By label too: the supervisor may have died before it recorded the container.
+            remove_run_containers(run.id, run.container_id)
     task = run.process
     if task and alive(task.get("pid"), task.get("start")):
         # A local task outlived its supervisor: end its whole process group.

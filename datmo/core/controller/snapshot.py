@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,9 @@ def create(
 
     if not message.strip():
         raise DatmoError("a snapshot needs a message; pass -m 'what changed'")
+    params.text(message, "the message")
+    if label is not None:
+        params.text(label, "the label")
     cfg, met = gather_params(ctx, config, metrics, config_file, stats_file)
     captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths], tree)
     store = ctx.store
@@ -124,8 +128,9 @@ def create(
             return CreateResult(parent, created=False, skipped=captured.skipped)
         if parent is not None and reuse_state and snap.same_state(parent):
             return CreateResult(parent, created=False, skipped=captured.skipped)
-        parents = [parent.code_commit] if parent and parent.code_commit else []
-        commit = store.git.commit(captured.code_id, message, parents)
+        # No git parent: each snapshot's commit stands alone, so deleting a snapshot lets gc
+        # free its code (the record's parent_id keeps the history).
+        commit = store.git.commit(captured.code_id, message)
         snap = snap.evolve(code_commit=commit)
         store.write_entity(KIND, snap.to_dict())
         store.git.update_ref(REF_PREFIX + snap.id, commit)
@@ -137,8 +142,12 @@ def create(
 def parse_extra(spec: str) -> tuple[Path, str]:
     """--paths SRC[>DEST]: a file or folder from anywhere, stored under DEST."""
     src, _, dest = spec.partition(">")
-    source = Path(src.strip()).expanduser()
-    if not source.exists():
+    source = Path(os.path.expanduser(src.strip()))  # unknown ~user stays as typed
+    try:
+        found = source.exists()
+    except OSError as e:
+        raise DatmoError(f"--paths: cannot use '{src.strip()[:80]}': {e.strerror}") from None
+    if not found:
         raise NotFound(f"--paths: no such file or folder '{src.strip()}'")
     name = dest.strip() or source.resolve().name
     parts = Path(name).parts
@@ -164,9 +173,9 @@ def update(
         if message is not None:
             if not message.strip():
                 raise DatmoError("the message cannot be empty")
-            changes["message"] = message
+            changes["message"] = params.text(message, "the message")
         if label is not None:
-            changes["label"] = label or None
+            changes["label"] = params.text(label, "the label") or None
         if config:
             changes["config"] = {**snap.config, **params.normalize(config, "config")}
         if metrics:
@@ -216,7 +225,7 @@ def from_run(
         snap = get(ctx, run.after_snapshot_id)
         snap = snap.evolve(
             hidden=False,
-            message=message,
+            message=params.text(message, "the message"),
             label=label if label is not None else snap.label,
             config={**snap.config, **params.normalize(config or {}, "config")},
             metrics={**snap.metrics, **params.normalize(metrics or {}, "metrics")},

@@ -29,3 +29,34 @@ def require(kind: str, doc: dict[str, Any], *keys: str) -> None:
         raise CorruptStore(
             f"{kind} {doc.get('id', '?')} lacks {', '.join(missing)}; run 'datmo fsck --repair'"
         )
+
+
+_RUNTIME = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict": (dict,),
+    "list": (list,),
+    "None": (type(None),),
+    "Any": (object,),
+}
+
+
+def check_types(kind: str, cls: Any, values: dict[str, Any]) -> None:
+    """Refuse a record whose fields have the wrong JSON types, naming the field.
+
+    Annotations are strings here (postponed evaluation); their outer types are enough
+    to keep a hand-edited or damaged record from crashing a command later.
+    """
+    for name, f in cls.__dataclass_fields__.items():
+        if name not in values:
+            continue
+        allowed: tuple[type, ...] = ()
+        for part in str(f.type).split("|"):
+            allowed += _RUNTIME.get(part.strip().split("[", 1)[0], (object,))
+        if not isinstance(values[name], allowed):
+            raise CorruptStore(
+                f"{kind} {values.get('id', '?')} has a bad '{name}' "
+                f"({type(values[name]).__name__}); run 'datmo fsck --repair'"
+            )

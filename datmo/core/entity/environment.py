@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from datmo.core.entity.base import check_schema, require
+from datmo.core.entity.base import check_schema, check_types, require
+from datmo.errors import CorruptStore
 
 # 1: written by the first register(): no description or build_args, source "builtin".
 SCHEMA_VERSION = 2
@@ -46,6 +47,9 @@ class Environment:
         require("environment", doc, "id", "files", "created_at")
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in doc.items() if k in known}
+        check_types("environment", cls, kwargs)
+        if not all(isinstance(v, str) for v in kwargs["files"].values()):
+            raise CorruptStore(f"environment {doc.get('id', '?')} has a bad 'files' entry")
         kwargs.setdefault("name", "")
         kwargs.setdefault("source", "user")
         if version < 2 and kwargs["source"] == "builtin":
@@ -54,6 +58,7 @@ class Environment:
         kwargs["build_args"] = dict(kwargs.get("build_args") or {})
         kwargs["files"] = dict(kwargs["files"])
         kwargs["schema_version"] = SCHEMA_VERSION
+        check_types("environment", cls, kwargs)
         return cls(**kwargs)
 
     def evolve(self, **changes: Any) -> Environment:

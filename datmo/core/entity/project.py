@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from datmo.core.entity.base import check_schema, require
+from datmo.core.entity.base import check_schema, check_types, require
 
 SCHEMA_VERSION = 1
 DEFAULT_FILE_THRESHOLD = 1 << 20  # bytes; larger files go to the object store, not git
@@ -36,6 +36,7 @@ class Project:
         kwargs.setdefault("description", "")
         kwargs.setdefault("updated_at", doc["created_at"])
         kwargs["schema_version"] = SCHEMA_VERSION
+        check_types("project", cls, kwargs)
         return cls(**kwargs)
 
     def evolve(self, **changes: Any) -> Project:

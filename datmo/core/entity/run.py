@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from datmo.core.entity.base import check_schema, require
+from datmo.core.entity.base import check_schema, check_types, require
 
 SCHEMA_VERSION = 1
 
@@ -61,6 +61,7 @@ class Run:
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in doc.items() if k in known}
         kwargs["schema_version"] = SCHEMA_VERSION
+        check_types("run", cls, kwargs)
         return cls(**kwargs)
 
     def evolve(self, **changes: Any) -> Run:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from datmo.core.entity.base import check_schema, require
+from datmo.core.entity.base import check_schema, check_types, require
 
 SCHEMA_VERSION = 1
 
@@ -51,6 +51,7 @@ class Snapshot:
         kwargs.setdefault("message", "")
         kwargs.setdefault("environment_id", None)
         kwargs["schema_version"] = SCHEMA_VERSION
+        check_types("snapshot", cls, kwargs)
         return cls(**kwargs)
 
     def evolve(self, **changes: Any) -> Snapshot:

@@ -140,6 +140,14 @@ class DockerHandle:
         remove_container(self.container.id)
 
 
+def remove_run_containers(run_id: str, container_id: str | None) -> None:
+    from datmo.core.docker import client
+
+    found = client().containers.list(all=True, filters={"label": f"datmo.run={run_id}"})
+    for cid in {c.id for c in found} | ({container_id} if container_id else set()):
+        remove_container(cid)
+
+
 def remove_container(container_id: str) -> None:
     import docker.errors
 

@@ -142,7 +142,24 @@ class RunIndex:
         return noted == self._folder_mtime() and noted < meta.get("noted_ns", 0) - RACY_NS
 
     def refresh(self) -> int:
-        """Bring the index in line with the records; returns how many rows changed."""
+        """Bring the index in line with the records; returns how many rows changed.
+
+        A damaged index file is thrown away and built again: it holds nothing else.
+        """
+        try:
+            return self._refresh()
+        except sqlite3.DatabaseError:
+            self.close()
+            self._discard()
+            return self._refresh()
+
+    def _refresh(self) -> int:
+        if self.is_fresh():
+            return 0
+        with self.store.lock():  # a writer between our read and our write would be undone
+            return self._sync()
+
+    def _sync(self) -> int:
         if self.is_fresh():
             return 0
         known = dict(self.db.execute("SELECT id, file_mtime_ns FROM runs").fetchall())
@@ -182,6 +199,22 @@ class RunIndex:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         self.refresh()
+        try:
+            return self._select(where, params, order, order_params, limit)
+        except sqlite3.DatabaseError as e:
+            if "malformed" not in str(e) and "not a database" not in str(e):
+                raise
+            self.rebuild()
+            return self._select(where, params, order, order_params, limit)
+
+    def _select(
+        self,
+        where: str,
+        params: Sequence[Any],
+        order: str,
+        order_params: Sequence[Any],
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
         sql = "SELECT doc FROM runs"
         if where:
             sql += f" WHERE {where}"
@@ -190,6 +223,16 @@ class RunIndex:
             sql += f" LIMIT {int(limit)}"
         rows = self.db.execute(sql, (*params, *order_params))
         return [json.loads(row[0]) for row in rows]
+
+    def snapshot_rows(self) -> dict[str, Any] | None:
+        """The rows as stored, read without writing anything (for fsck); None: no index yet."""
+        if not self.path.exists():
+            return None
+        db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
+        try:
+            return {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, doc FROM runs")}
+        finally:
+            db.close()
 
     def ids(self) -> list[str]:
         self.refresh()

@@ -359,10 +359,14 @@ class ObjectStore:
     # -- space and housekeeping ---------------------------------------------
 
     def check_space(self, needed_bytes: int) -> None:
+        if needed_bytes <= 0:
+            return
         where = self.root if self.root.exists() else self.root.parent
         st = os.statvfs(where)
         free = st.f_bavail * st.f_frsize
-        if free < needed_bytes + SPACE_MARGIN:
+        # A margin for records and git objects, but never most of a small disk.
+        margin = min(SPACE_MARGIN, st.f_blocks * st.f_frsize // 10)
+        if free < needed_bytes + margin:
             raise DiskFull(
                 f"not enough disk space in {where}: need {_human(needed_bytes)}, "
                 f"{_human(free)} free; free some space or remove old snapshots and "
