@@ -512,15 +512,15 @@ def test_delete_refuses_the_current_snapshot_without_force(project, cli, three):
 
 
 def test_an_ambiguous_prefix_lists_the_candidates(project, cli, tree, monkeypatch):
-    import secrets
+    from datmo.core.controller import snapshot as controller
 
-    real = secrets.token_hex
+    real = controller.new_id
     fixed = iter(["abcd1" + "1" * 35, "abcd2" + "2" * 35])
 
-    def token_hex(n: int = 32) -> str:
-        return next(fixed, None) or real(n)
+    def new_id() -> str:
+        return next(fixed, None) or real()
 
-    monkeypatch.setattr(secrets, "token_hex", token_hex)
+    monkeypatch.setattr(controller, "new_id", new_id)
     tree(project, {"a.py": "1\n"})
     one = create(cli, "-m", "one")
     tree(project, {"a.py": "2\n"})

@@ -38,7 +38,7 @@ class ProjectContext:
 def open_project(start: Path | None = None, recover: bool = True) -> ProjectContext:
     root = find_root(start)
     ctx = ProjectContext(root, Store(root))
-    if recover:
+    if recover and ctx.store.path("journal", "checkout.json").exists():
         # A checkout that was killed half-way is finished before anything else reads the tree.
         from datmo.core.controller import checkout
 

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from datmo.errors import NotFound
 
-if TYPE_CHECKING:
-    from importlib.resources.abc import Traversable
-
+# The templates ship as package files; a plain path avoids importing importlib.resources.
+_HERE = Path(__file__).parent
 DESCRIPTION_MARK = "# datmo:"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 
@@ -25,7 +23,7 @@ def describe(dockerfile: bytes) -> str:
 def available() -> list[tuple[str, str]]:
     """(name, one-line description) of each template, by name."""
     found = []
-    for entry in resources.files(__name__).iterdir():
+    for entry in _HERE.iterdir():
         dockerfile = entry.joinpath("Dockerfile")
         if entry.is_dir() and dockerfile.is_file():
             found.append((entry.name, describe(dockerfile.read_bytes())))
@@ -34,13 +32,13 @@ def available() -> list[tuple[str, str]]:
 
 def files(name: str) -> dict[str, bytes]:
     """A template's files by relative posix name."""
-    folder = resources.files(__name__).joinpath(name)
+    folder = _HERE.joinpath(name)
     if not _NAME.match(name) or not folder.joinpath("Dockerfile").is_file():
         known = ", ".join(n for n, _ in available())
         raise NotFound(f"no built-in environment '{name}'; choose one of: {known}")
     found: dict[str, bytes] = {}
 
-    def walk(node: Traversable, prefix: str) -> None:
+    def walk(node: Path, prefix: str) -> None:
         for child in node.iterdir():
             if child.is_dir() and child.name != "__pycache__":
                 walk(child, f"{prefix}{child.name}/")

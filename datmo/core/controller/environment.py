@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from datmo import templates
-from datmo.core import docker as engine
 from datmo.core.entity.base import utcnow
 from datmo.core.entity.environment import BUILTIN_PREFIX, Environment
 from datmo.core.project import ProjectContext
@@ -25,6 +25,15 @@ from datmo.core.signals import deferred_interrupt
 from datmo.errors import AmbiguousId, CorruptStore, DatmoError, NotFound, UsageError
 
 KIND = "environments"
+
+
+def _engine() -> Any:
+    """datmo.core.docker, imported on first use (snapshots seldom need it)."""
+    from datmo.core import docker
+
+    return docker
+
+
 DEFAULT_TEMPLATE = "python"
 IMAGE_REPO = "datmo-env"
 # No file name holds a NUL, so this entry in the hashed mapping cannot collide with a file.
@@ -148,7 +157,7 @@ def in_use(ctx: ProjectContext) -> str:
     if active:
         return active
     if (ctx.root / "Dockerfile").is_file():
-        files, _ = engine.project_definition(ctx.root)
+        files, _ = _engine().project_definition(ctx.root)
         return register(ctx, "Dockerfile", files, "project")
     return _register_builtin(ctx, DEFAULT_TEMPLATE).id
 
@@ -188,7 +197,7 @@ def create(
         files, default_name = files_from_paths(paths, cwd or Path.cwd())
         source = "user"
     else:
-        files, skipped = engine.project_definition(ctx.root)
+        files, skipped = _engine().project_definition(ctx.root)
         default_name, source = "Dockerfile", "project"
     env, created = _register(ctx, name or default_name, files, source, description, build_args)
     return Created(env, created, skipped)
@@ -253,9 +262,9 @@ def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Deleted:
             if is_active:
                 ctx.save_info(info.evolve(active_environment_id=None, updated_at=utcnow()))
     removed: int | None = None
-    if engine.engine_answers():
+    if _engine().engine_answers():
         try:
-            removed = engine.remove_images(f"datmo.environment={env.id}")
+            removed = _engine().remove_images(f"datmo.environment={env.id}")
         except DatmoError:
             removed = None  # the record is gone either way; the CLI says images may remain
     return Deleted(env, removed)
@@ -271,7 +280,7 @@ def image_tag(env_id: str) -> str:
 def image_states(envs: Sequence[Environment]) -> dict[str, bool] | None:
     """Which environments have a built image, from one plain request (no docker SDK);
     None when the engine cannot be asked that cheaply."""
-    tags = engine.image_tags(IMAGE_REPO)
+    tags = _engine().image_tags(IMAGE_REPO)
     return None if tags is None else {e.id: image_tag(e.id) in tags for e in envs}
 
 
@@ -310,7 +319,7 @@ def _ensure(
     if not _FULL_ID.match(env_id):
         env_id = resolve(ctx, env_id).id
     tag = image_tag(env_id)
-    old = engine.image_id(tag)
+    old = _engine().image_id(tag)
     if old is not None and not no_cache:
         return old, False
     try:
@@ -320,8 +329,8 @@ def _ensure(
     files = {n: ctx.store.objects.read_bytes(d) for n, d in env.files.items()}
     labels = {"datmo.environment": env.id, "datmo.project": ctx.info.id}
     try:
-        image = engine.build_image(
-            engine.build_context(files),
+        image = _engine().build_image(
+            _engine().build_context(files),
             tag,
             labels,
             env.build_args,
@@ -329,12 +338,12 @@ def _ensure(
             progress,
             no_cache,
         )
-    except engine.ImageBuildFailed as e:
+    except _engine().ImageBuildFailed as e:
         if progress is None:  # nobody saw the output go by; the error itself is one line
-            engine.write_tail(e.tail)
+            _engine().write_tail(e.tail)
         raise
     if old is not None and old != image:
-        engine.remove_stale(old)
+        _engine().remove_stale(old)
     return image, True
 
 

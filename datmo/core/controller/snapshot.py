@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datmo.core import params
-from datmo.core.entity.base import utcnow
+from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.project import ProjectContext
 from datmo.core.signals import deferred_interrupt
@@ -104,7 +103,7 @@ def create(
     with store.lock(), deferred_interrupt():
         parent = current(ctx)
         snap = Snapshot(
-            id=secrets.token_hex(20),
+            id=new_id(),
             created_at=utcnow(),
             message=message,
             label=label,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Any
 
 from datmo.errors import CorruptStore
+
+
+def new_id() -> str:
+    """A 40-hex-character id (os.urandom: `secrets` costs start-up time for the same bytes)."""
+    return os.urandom(20).hex()
 
 
 def utcnow() -> str:

@@ -22,7 +22,6 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from blake3 import blake3
@@ -130,6 +129,9 @@ def _copy_hashing(
     # a buffer is reused only once hashed. Small files: no thread, one buffer.
     threaded = size_hint >= THREAD_MIN
     bufs = [bytearray(HASH_CHUNK) for _ in range(3 if threaded else 1)]
+    # Imported here: a few ms that only files big enough for a hashing thread pay.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     pending: list[Future[object] | None] = [None] * len(bufs)
     with ThreadPoolExecutor(1) if threaded else contextlib.nullcontext() as pool:
         for i in itertools.cycle(range(len(bufs))):
