@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 from datmo.core.project import ProjectContext
 from datmo.core.scan import ScanResult, scan
 from datmo.core.state import TreeState, bytes_to_store, describe, file_mode
+from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.statcache import StatCache
 
 
@@ -67,7 +69,7 @@ def capture_tree(
         cache.save()
     for src, dest in extras:
         state.extra.update(_capture_extra(ctx, src, dest))
-    code_id = store.git.write_tree(state.code)
+    code_id = _code_tree(ctx, state)
     files_id = store.objects.put_bytes(state.manifest_bytes())
     env_id = environment.in_use(ctx)
     py_files = [
@@ -89,6 +91,33 @@ def capture_tree(
         total_bytes=total,
         skipped=[[s.path, s.reason] for s in result.skipped if s.path != ".datmo"],
     )
+
+
+def _code_tree(ctx: ProjectContext, state: TreeState) -> str:
+    """The code's git tree; an unchanged set of entries reuses the last tree's id.
+
+    Building and hashing every tree object again costs more than the whole rest of
+    an unchanged re-snapshot of a big project.
+    """
+    import hashlib
+
+    store = ctx.store
+    key = hashlib.sha1(
+        "".join(f"{p}\0{m}\0{s}\n" for p, (m, s) in sorted(state.code.items())).encode(
+            "utf-8", "surrogateescape"
+        )
+    ).hexdigest()
+    cache = store.path("cache", "tree")
+    try:
+        last_key, last_tree = cache.read_text().split()
+        if last_key == key and store.git.has_object(last_tree):
+            return last_tree
+    except (OSError, ValueError):
+        pass  # no cache yet, or a damaged one: it is only a shortcut
+    tree = store.git.write_tree(state.code)
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(cache, f"{key} {tree}\n".encode(), store.owner, durable=False)
+    return tree
 
 
 def _tree_size(src: Path) -> int:

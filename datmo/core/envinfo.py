@@ -235,7 +235,9 @@ def packages_fingerprint(root: Path | None = None) -> str:
     """
     parts = [sys.executable, sys.version]
     root_s = os.path.abspath(root) if root is not None else None
-    for entry in sys.path:
+    # sys.path[0] is the running script's folder or the cwd (console script, -m, -c):
+    # never where packages are installed, and it differs between ways of starting datmo.
+    for entry in sys.path[1:]:
         path = os.path.abspath(entry or os.curdir)
         inside = root_s is not None and (path == root_s or path.startswith(root_s + os.sep))
         if inside and os.path.basename(path) not in ("site-packages", "dist-packages"):

@@ -11,16 +11,14 @@ import errno
 import hashlib
 import os
 import re
-import shutil
 import stat
-import tempfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs
+from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
 from datmo.errors import CorruptStore, DatmoError, DiskFull
 
 if TYPE_CHECKING:  # subprocess costs ~4 ms to import, and most commands never run git
@@ -123,6 +121,8 @@ class ShadowRepo:
                 cwd=self.worktree if self.worktree.is_dir() else None,
             )
         except FileNotFoundError as e:  # git itself, or a vanished work tree
+            import shutil
+
             raise DatmoError(_NO_GIT if shutil.which("git") is None else str(e)) from e
         if check and proc.returncode != 0:
             err = proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
@@ -220,7 +220,7 @@ class ShadowRepo:
         try:
             makedirs(path.parent, self.owner)
             # "tmp_obj_": the prefix that git fsck ignores and git prune cleans up after a crash.
-            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=path.parent)
+            fd, tmp = mkstemp(path.parent, prefix="tmp_obj_")
             try:
                 with open(fd, "wb") as out:
                     out.write(z.compress(header) + z.compress(body) + z.flush())

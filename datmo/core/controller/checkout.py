@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.project import ProjectContext
 from datmo.core.state import CODE_LINK_MODE, Changes, TreeState, compare, load
-from datmo.core.storage.fsutil import Owner, chown, makedirs
+from datmo.core.storage.fsutil import Owner, chown, makedirs, mkstemp
 from datmo.errors import CorruptStore, DatmoError, NotFound, UnsavedChanges
 
 JOURNAL = "journal/checkout.json"
@@ -265,7 +264,7 @@ def _prune_empty_dirs(root: Path, rel: Path) -> None:
 
 
 def _write_bytes(dest: Path, data: bytes, mode: int, owner: Owner | None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
+    fd, tmp = mkstemp(dest.parent, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,17 @@ class Owner:
         if os.geteuid() != 0 or (st.st_uid == 0 and st.st_gid == 0):
             return None
         return cls(st.st_uid, st.st_gid)
+
+
+def mkstemp(folder: Path | str, prefix: str = "tmp", suffix: str = "") -> tuple[int, str]:
+    """tempfile.mkstemp without its import cost (it pulls in shutil and random)."""
+    for _ in range(100):
+        path = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 def chown(path: Path | str, owner: Owner | None) -> None:
@@ -63,7 +73,7 @@ def atomic_write_bytes(
 
     durable=False skips the fsyncs for caches that may be lost without harm.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -19,14 +19,13 @@ import itertools
 import os
 import re
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from blake3 import blake3
 
-from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs
+from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, mkstemp
 from datmo.errors import CorruptStore, DatmoError, DiskFull
 
 HASH_NAME = "blake3"
@@ -160,7 +159,7 @@ def _human(n: int) -> str:
 @contextlib.contextmanager
 def _temp(folder: Path, prefix: str, owner: Owner | None) -> Iterator[tuple[int, str]]:
     """A new temp file (fd, path); closes fd, and removes the file if the block fails."""
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
+    fd, tmp = mkstemp(folder, prefix=prefix)
     try:
         try:
             chown(tmp, owner)
