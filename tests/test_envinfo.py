@@ -307,7 +307,8 @@ def test_cache_recomputes_when_installed_packages_change(
     root, site = tmp_path / "proj", tmp_path / "site"
     _write(root, {"a.py": "import newdist\n"})
     site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
+    # After sys.path[0] (the script's folder), where installed packages live.
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(site), *sys.path[1:]])
     cache = EnvInfoCache(tmp_path / "envinfo.json")
     assert "# not installed: newdist" in cache.compute(root, _scan(root))[0]
     time.sleep(0.01)  # let the folder mtime move on coarse clocks

@@ -197,7 +197,7 @@ def test_disk_full_is_reported_as_disk_full(
     def full(*args: object, **kwargs: object) -> tuple[int, str]:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(gitmod.tempfile, "mkstemp", full)
+    monkeypatch.setattr(gitmod, "mkstemp", full)
     with pytest.raises(DiskFull, match="disk full"):
         repo.write_blob(b"new content")
 
