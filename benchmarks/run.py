@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     # checkout's `datmo` importable, as `python -m benchmarks.run` would.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from benchmarks import newfile, resnapshot, startup
+    from benchmarks import newfile, resnapshot, runs, startup
     from benchmarks.context import FULL, QUICK, Context
     from benchmarks.harness import FAIL, Row, Section, Skip, log
     from benchmarks.report import machine, text_table, write_doc
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         resnapshot.MANY.name: lambda c: resnapshot.bench(c, resnapshot.MANY),
         "newfile-ext4": newfile.bench_ext4,
         "newfile-xfs": newfile.bench_xfs,
+        "run-container": runs.bench_container,
+        "run-nobuild": runs.bench_nobuild,
+        "run-overhead": runs.bench_overhead,
+        "ls-100k": runs.bench_ls,
+        "filter-vs-mlflow": runs.bench_filter,
     }
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes and few repetitions")

@@ -145,7 +145,21 @@ def _raw_get(path: str) -> tuple[int, bytes] | None:
 
 
 def image_id(tag: str) -> str | None:
-    """The id of the local image `tag`, or None: one inspect request."""
+    """The id of the local image `tag`, or None: one inspect request.
+
+    Plain HTTP on a local socket where it can (no SDK import, ~100 ms saved per run),
+    the SDK otherwise (TLS, ssh).
+    """
+    try:
+        answer = _raw_get(f"/images/{quote(tag, safe='')}/json")
+    except OSError as e:
+        raise EngineUnavailable(unavailable_message()) from e
+    if answer is not None:
+        status, body = answer
+        if status == 404:
+            return None
+        if status == 200:
+            return str(json.loads(body)["Id"])
     import docker
 
     try:

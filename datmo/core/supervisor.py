@@ -318,6 +318,13 @@ def main(argv: list[str]) -> int:
     except BaseException as e:
         traceback.print_exc()
         _handshake(fd, f"ERR supervisor failed: {e}")
+        if run.executor == "docker":  # never leave a container behind
+            try:
+                from datmo.core.executor.docker import remove_run_containers
+
+                remove_run_containers(run_id, None)
+            except Exception:
+                traceback.print_exc()
         try:
             current = runs.get(ctx, run_id)
             if not current.finished or current.status == "LOST":

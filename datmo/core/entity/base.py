@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime, timezone
 from typing import Any
@@ -49,18 +50,26 @@ _RUNTIME = {
 }
 
 
+@functools.cache
+def _allowed(cls: Any) -> dict[str, tuple[type, ...]]:
+    out: dict[str, tuple[type, ...]] = {}
+    for name, f in cls.__dataclass_fields__.items():
+        allowed: tuple[type, ...] = ()
+        for part in str(f.type).split("|"):
+            allowed += _RUNTIME.get(part.strip().split("[", 1)[0], (object,))
+        out[name] = allowed
+    return out
+
+
 def check_types(kind: str, cls: Any, values: dict[str, Any]) -> None:
     """Refuse a record whose fields have the wrong JSON types, naming the field.
 
     Annotations are strings here (postponed evaluation); their outer types are enough
     to keep a hand-edited or damaged record from crashing a command later.
     """
-    for name, f in cls.__dataclass_fields__.items():
+    for name, allowed in _allowed(cls).items():
         if name not in values:
             continue
-        allowed: tuple[type, ...] = ()
-        for part in str(f.type).split("|"):
-            allowed += _RUNTIME.get(part.strip().split("[", 1)[0], (object,))
         if not isinstance(values[name], allowed):
             raise CorruptStore(
                 f"{kind} {values.get('id', '?')} has a bad '{name}' "
