@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,10 +228,16 @@ def test_index_refresh_racing_a_writer_keeps_the_newer_record(
     real_read = reader_ctx.store.read_entity
     interleaved = []
 
+    writers: list[threading.Thread] = []
+
     def read_then_writer_saves(kind: str, entity_id: str) -> dict[str, Any]:
         doc = real_read(kind, entity_id)
         interleaved.append(entity_id)
-        runs.save(writer, run.evolve(status="SUCCESS", exit_code=0, ended_at=utcnow()))
+        # The writer saves right after the read; it must wait for the reader's lock
+        # (a thread, as another process would be), and its save then wins.
+        final = run.evolve(status="SUCCESS", exit_code=0, ended_at=utcnow())
+        writers.append(threading.Thread(target=runs.save, args=(writer, final)))
+        writers[-1].start()
         time.sleep(0.05)
         return doc
 
@@ -240,6 +247,8 @@ def test_index_refresh_racing_a_writer_keeps_the_newer_record(
     finally:
         reader_ctx.store.read_entity = real_read  # type: ignore[method-assign]
         idx.close()
+        for thread in writers:
+            thread.join(30)
     assert interleaved == [run.id], "the reader did not read the record: no race was forced"
     listed = runs.ls(fresh_context(project))
     assert [r.status for r in listed] == ["SUCCESS"], "the index kept the older record"

@@ -66,6 +66,7 @@ def _check(ctx: ProjectContext, repair: bool) -> Report:
         _check_snapshots(ctx, loaded, r, repair)
         _check_runs(ctx, loaded, r, repair)
         _check_objects(ctx, r)
+        _check_containers(ctx, loaded["runs"], r, repair)
         _check_git(ctx, r)
         _check_index(ctx, loaded["runs"], r, repair)
         current = store.read_pointer("current.json")
@@ -148,6 +149,32 @@ def _check_runs(
                 runs.settle_lost(ctx, runs.effective(run))
                 loaded["runs"][rid] = Run.from_dict(ctx.store.read_entity("runs", rid))
                 r.repaired.append(f"marked {where} LOST and removed what it left")
+
+
+def _check_containers(ctx: ProjectContext, runs_: dict[str, Run], r: Report, repair: bool) -> None:
+    """Task containers of this project whose run is over, or gone."""
+    from datmo.core.docker import engine_answers
+
+    if not engine_answers():
+        return
+    from datmo.core.controller import run as runs
+    from datmo.core.docker import client
+
+    try:
+        label = f"datmo.project={ctx.info.id}"
+    except DatmoError:
+        return  # the project record is damaged: reported above; its id is unknown
+    for container in client().containers.list(all=True, filters={"label": label}):
+        run_id = container.labels.get("datmo.run")
+        if not run_id:
+            continue
+        run = runs_.get(run_id)
+        if run is not None and not runs.effective(run).finished:
+            continue
+        r.add(f"container {container.short_id} of run {run_id[:8]} was left behind")
+        if repair:
+            container.remove(force=True)
+            r.repaired.append(f"removed container {container.short_id}")
 
 
 def _check_objects(ctx: ProjectContext, r: Report) -> None:

@@ -7,6 +7,7 @@ supervisor answers one line once the task has started ("OK") or could not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -122,8 +123,14 @@ def _spawn(ctx: ProjectContext, run: Run, spec: RunSpec) -> Run:
     if proc.poll() is None:
         time.sleep(0.05)
     if not line:
+        # The supervisor died (killed?) before answering: it may have made a container.
+        if spec.executor == "docker":
+            with contextlib.suppress(Exception):
+                from datmo.core.executor.docker import remove_run_containers
+
+                remove_run_containers(run.id, None)
         runs.discard(ctx, run.id)
-        raise DatmoError("the run's supervisor exited before starting the task; try --debug")
+        raise DatmoError("the run's supervisor exited before starting the task; try again")
     raise DatmoError(line.removeprefix("ERR ").strip())
 
 
