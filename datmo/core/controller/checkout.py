@@ -18,7 +18,7 @@ from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.project import ProjectContext
 from datmo.core.state import CODE_LINK_MODE, Changes, TreeState, compare, load
-from datmo.core.storage.fsutil import Owner, chown, makedirs, mkstemp
+from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, makedirs
 from datmo.errors import CorruptStore, DatmoError, NotFound, UnsavedChanges
 
 JOURNAL = "journal/checkout.json"
@@ -264,17 +264,8 @@ def _prune_empty_dirs(root: Path, rel: Path) -> None:
 
 
 def _write_bytes(dest: Path, data: bytes, mode: int, owner: Owner | None) -> None:
-    fd, tmp = mkstemp(dest.parent, prefix=TMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        chown(tmp, owner)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Not durable one by one: the journal redoes the checkout until syncfs at the end.
+    atomic_write_bytes(dest, data, owner, mode, durable=False, prefix=TMP_PREFIX)
 
 
 def _write_link(dest: Path, target: str, owner: Owner | None) -> None:

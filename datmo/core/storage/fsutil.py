@@ -67,13 +67,18 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(
-    path: Path, data: bytes, owner: Owner | None, mode: int = 0o644, durable: bool = True
+    path: Path,
+    data: bytes,
+    owner: Owner | None,
+    mode: int = 0o644,
+    durable: bool = True,
+    prefix: str | None = None,
 ) -> None:
     """Write data to path so that readers see the old file or the new one, never a mix.
 
     durable=False skips the fsyncs for caches that may be lost without harm.
     """
-    fd, tmp = mkstemp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = mkstemp(path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
