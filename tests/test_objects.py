@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from datmo.core.storage import objects
+from datmo.core.storage import hashing, objects
 from datmo.core.storage.fsutil import Owner
-from datmo.core.storage.objects import ObjectStore, hash_bytes, hash_file
+from datmo.core.storage.hashing import hash_bytes, hash_file
+from datmo.core.storage.objects import ObjectStore
 from datmo.errors import CorruptStore, DatmoError, DiskFull
 
 EMPTY_BLAKE3 = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
@@ -110,7 +111,7 @@ def xfs_reflink(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_hashes_match_blake3(tmp_path: Path) -> None:
-    data = os.urandom(3 * objects.HASH_CHUNK + 17)  # several chunks and a partial one
+    data = os.urandom(3 * hashing.HASH_CHUNK + 17)  # several chunks and a partial one
     assert hash_bytes(b"") == EMPTY_BLAKE3
     assert hash_bytes(data) == blake3(data).hexdigest()
     assert hash_file(_write(tmp_path / "f", data)) == blake3(data).hexdigest()
@@ -119,7 +120,7 @@ def test_hashes_match_blake3(tmp_path: Path) -> None:
 # -- put / restore ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [0, 5, objects.THREAD_MIN + 12345])  # serial and threaded copy
+@pytest.mark.parametrize("size", [0, 5, hashing.THREAD_MIN + 12345])  # serial and threaded copy
 def test_put_restore_roundtrip(
     store: ObjectStore, tmp_path: Path, size: int, copy_spy: CopySpy
 ) -> None:
@@ -267,7 +268,7 @@ def test_owner_gets_everything_created(tmp_path: Path) -> None:
 def test_interrupt_removes_temp(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copy_spy: CopySpy
 ) -> None:
-    src = _write(tmp_path / "big", os.urandom(objects.THREAD_MIN + 1))
+    src = _write(tmp_path / "big", os.urandom(hashing.THREAD_MIN + 1))
     calls = []
 
     def interrupted(name: str, real: Callable[..., int]) -> Callable[..., int]:
@@ -355,8 +356,8 @@ def test_reflink_put_and_restore(xfs_reflink: Path, monkeypatch: pytest.MonkeyPa
     def no_copy(*args: object) -> None:
         raise AssertionError("copied bytes instead of cloning")
 
-    monkeypatch.setattr(objects, "_write_all", no_copy)
-    data = os.urandom(objects.THREAD_MIN + 5)
+    monkeypatch.setattr(hashing, "_write_all", no_copy)
+    data = os.urandom(hashing.THREAD_MIN + 5)
     src = _write(xfs_reflink / "work" / "weights.bin", data)
     digest, size = store.put_file(src)
     assert (digest, size) == (blake3(data).hexdigest(), len(data))

@@ -122,7 +122,7 @@ def describe(
                     digest, _ = _read_guard(e.path, lambda full=full: objects.put_file(Path(full)))
                     cache.record(e.path, e.st, "blake3", digest, started)
                 else:
-                    from datmo.core.storage.objects import hash_file
+                    from datmo.core.storage.hashing import hash_file
 
                     digest = _read_guard(e.path, lambda full=full: hash_file(Path(full)))
                     if objects.has(digest):
