@@ -302,9 +302,26 @@ def _user_name(uid: int) -> str:
         return "datmo"
 
 
+def _warm_up(executor: str) -> None:
+    """Load the engine's client while `datmo run` is still preparing the run."""
+    if executor != "docker":
+        return
+    try:
+        from datmo.core.docker import client
+        from datmo.core.executor import docker  # noqa: F401
+
+        client()
+    except Exception:
+        pass  # starting the task reports it properly
+
+
 def main(argv: list[str]) -> int:
-    root, run_id, fg = Path(argv[0]), argv[1], int(argv[2])
+    root, executor = Path(argv[0]), argv[1]
+    _warm_up(executor)
     payload = json.loads(sys.stdin.read() or "{}")
+    if not payload:
+        return 0  # `datmo run` stopped before the run was made: nothing to do
+    run_id, fg = str(payload["run_id"]), int(payload.get("foreground") or 0)
     fd = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)

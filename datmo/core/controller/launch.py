@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from datmo.core.controller import run as runs
-from datmo.core.entity.base import utcnow
+from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import Run
 from datmo.core.process import start_time
 from datmo.core.project import ProjectContext
@@ -52,6 +51,38 @@ def start(
     image_id: str | None = None,
 ) -> Run:
     """Start a run and return its record once the task is running."""
+    # The supervisor starts first and loads what it needs (Python, the Docker SDK, a
+    # client) while this process checks the image and takes the before snapshot.
+    proc = _prespawn(ctx, spec)
+    try:
+        run = _prepare(ctx, spec, progress, before_snapshot_id, workdir, rerun_of, image_id)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]  # an empty answer: it exits
+        raise
+    return _spawn(ctx, run, spec, proc)
+
+
+def _prespawn(ctx: ProjectContext, spec: RunSpec) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "datmo.core.supervisor", str(ctx.root), spec.executor],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives the terminal; Ctrl-C reaches it only through us
+        cwd=ctx.root,
+    )
+
+
+def _prepare(
+    ctx: ProjectContext,
+    spec: RunSpec,
+    progress: Progress | None,
+    before_snapshot_id: str | None,
+    workdir: str | None,
+    rerun_of: str | None,
+    image_id: str | None,
+) -> Run:
     from datmo.core.controller import snapshot
 
     t0 = time.perf_counter()
@@ -71,7 +102,7 @@ def start(
     t2 = time.perf_counter()
     now = utcnow()
     run = Run(
-        id=secrets.token_hex(20),
+        id=new_id(),
         command=spec.command,
         created_at=now,
         type=spec.type,
@@ -97,22 +128,15 @@ def start(
         (data / name).touch()
         chown(data / name, ctx.store.owner)
     runs.save(ctx, run)
-    return _spawn(ctx, run, spec)
+    return run
 
 
-def _spawn(ctx: ProjectContext, run: Run, spec: RunSpec) -> Run:
+def _spawn(ctx: ProjectContext, run: Run, spec: RunSpec, proc: subprocess.Popen[bytes]) -> Run:
     fg = 0 if spec.detach else os.getpid()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "datmo.core.supervisor", str(ctx.root), run.id, str(fg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # outlives the terminal; Ctrl-C reaches it only through us
-        cwd=ctx.root,
-    )
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        proc.stdin.write(json.dumps({"env": spec.env}).encode())
+        payload = {"run_id": run.id, "foreground": fg, "env": spec.env}
+        proc.stdin.write(json.dumps(payload).encode())
         proc.stdin.close()
         line = proc.stdout.readline().decode(errors="replace").strip()
     except KeyboardInterrupt:
