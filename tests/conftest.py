@@ -38,6 +38,9 @@ def isolated_home(
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("DATMO_DEBUG", raising=False)
+    # `datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout.
+    paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     return home
 
 
@@ -184,3 +187,17 @@ def docker_project(project: Path, busybox_image: str) -> Iterator[Path]:
 
     project_id = json.loads((project / ".datmo" / "project.json").read_text())["id"]
     engine.remove_images(f"datmo.project={project_id}")
+
+
+def runs(cli: Callable[..., Result]) -> list[dict[str, Any]]:
+    """`datmo ls --format json`, checked."""
+    import json
+
+    result = cli("ls", "--format", "json")
+    assert result.exit_code == 0, result.output
+    docs: list[dict[str, Any]] = json.loads(result.stdout)
+    return docs
+
+
+def run_doc(cli: Callable[..., Result], run_id: str) -> dict[str, Any]:
+    return next(r for r in runs(cli) if r["id"] == run_id)

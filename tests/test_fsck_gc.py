@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from reliability import (
-    REPO,
     context,
     disk_usage,
     report,
@@ -28,13 +27,6 @@ from reliability import (
 
 MiB = 1 << 20
 DATMO = ".datmo"
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs start `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
 
 
 def create(cli: Callable[..., Any], *args: str) -> str:

@@ -24,13 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 MARK = "datmo.test=test_interactive"
 
 
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
 class Terminal:
     """`datmo ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
 

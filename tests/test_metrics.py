@@ -25,13 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHIM = SDK_PATH / "datmo" / "__init__.py"
 
 
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
 def captured(*chunks: bytes) -> list[tuple[str, Any]]:
     capture = OutputCapture()
     for chunk in chunks:

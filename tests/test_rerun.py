@@ -4,7 +4,6 @@ that is removed afterwards; the working tree is never touched. `--verify` compar
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -12,28 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_doc, runs
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = ("--executor", "local")
 MARK = "datmo.test=test_rerun"
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
-def runs(cli: Callable[..., Any]) -> list[dict[str, Any]]:
-    result = cli("ls", "--format", "json")
-    assert result.exit_code == 0, result.output
-    docs: list[dict[str, Any]] = json.loads(result.stdout)
-    return docs
-
-
-def run_doc(cli: Callable[..., Any], run_id: str) -> dict[str, Any]:
-    return next(r for r in runs(cli) if r["id"] == run_id)
 
 
 def only_run(cli: Callable[..., Any]) -> dict[str, Any]:

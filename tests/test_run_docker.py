@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_doc, runs
 
 pytestmark = pytest.mark.docker
 
@@ -23,13 +24,6 @@ MARK = "datmo.test=test_run_docker"
 DOCKERFILE = f"FROM datmo-test/python:latest\nLABEL {MARK}\n"
 # sh as PID 1 ignores SIGTERM unless it traps it; with the trap a stop takes no 10 s grace.
 LONG = "trap 'exit 0' TERM; echo started; sleep 30 & wait"
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
 
 
 def docker(*args: str) -> str:
@@ -69,17 +63,6 @@ def theirs(
     (foreign_project / "Dockerfile").write_text(DOCKERFILE)
     yield foreign_project
     _remove_containers(foreign_project)
-
-
-def runs(cli: Callable[..., Any]) -> list[dict[str, Any]]:
-    result = cli("ls", "--format", "json")
-    assert result.exit_code == 0, result.output
-    docs: list[dict[str, Any]] = json.loads(result.stdout)
-    return docs
-
-
-def run_doc(cli: Callable[..., Any], run_id: str) -> dict[str, Any]:
-    return next(r for r in runs(cli) if r["id"] == run_id)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

@@ -18,13 +18,6 @@ MARK = "datmo.test=test_run_errors"
 DOCKERFILE = f"FROM datmo-test/busybox:latest\nLABEL {MARK}\n"
 
 
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
 def docker(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     return subprocess.run(

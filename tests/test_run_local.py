@@ -16,29 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_doc, runs
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = ("--executor", "local")
 # A task that ends promptly on SIGTERM, and is still there long enough to be stopped.
 LONG = "echo started; sleep 30"
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
-def runs(cli: Callable[..., Any]) -> list[dict[str, Any]]:
-    result = cli("ls", "--format", "json")
-    assert result.exit_code == 0, result.output
-    docs: list[dict[str, Any]] = json.loads(result.stdout)
-    return docs
-
-
-def run_doc(cli: Callable[..., Any], run_id: str) -> dict[str, Any]:
-    return next(r for r in runs(cli) if r["id"] == run_id)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:

@@ -28,13 +28,6 @@ PROMPT = (b"$ ", b"# ")
 CLI = Callable[..., Any]
 
 
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`datmo terminal` starts `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
 class Terminal:
     """`datmo ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
 

@@ -51,13 +51,6 @@ exec python3 -m http.server 8787
 RSTUDIO_SERVE_DELAY_S = 3.0
 
 
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workspaces start `python -m datmo.core.supervisor`, which must find this checkout."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-
-
 # -- helpers ---------------------------------------------------------------------------
 
 

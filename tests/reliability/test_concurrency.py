@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from reliability import (
-    REPO,
     child_env,
     context,
     datmo_argv,
@@ -28,12 +27,6 @@ from reliability import (
 )
 
 SNAPSHOTS, LOCAL_RUNS, DOCKER_RUNS = 32, 16, 4
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
 
 
 def start_all(commands: list[list[str]], cwd: Path) -> list[subprocess.Popen[str]]:

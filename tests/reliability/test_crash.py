@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from reliability import (
-    REPO,
     child_env,
     datmo_argv,
     forked_datmo,
@@ -50,12 +49,6 @@ SNAPSHOT_FORKED, SNAPSHOT_EXEC = 70, 15
 CHECKOUT_FORKED, CHECKOUT_EXEC = 60, 10
 RUN_FOREGROUND, RUN_SUPERVISOR = 30, 30
 DOCKER_TRIALS = 4
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
 
 
 class Tally:

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from reliability import (
-    REPO,
     child_env,
     context,
     datmo_argv,
@@ -31,12 +30,6 @@ from reliability import (
 )
 
 FINDINGS: dict[str, int] = {}
-
-
-@pytest.fixture(autouse=True)
-def supervisor_imports_datmo(monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
 
 
 @pytest.fixture
