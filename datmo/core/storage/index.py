@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS runs (
   environment_id TEXT, exit_code INTEGER, config TEXT, metrics TEXT, doc TEXT,
   file_mtime_ns INTEGER
 );
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+DROP INDEX IF EXISTS runs_created;
+CREATE INDEX IF NOT EXISTS runs_newest ON runs(created_at, id);  -- ls: newest first, ties by id
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
 """
 
