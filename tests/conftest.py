@@ -201,3 +201,19 @@ def runs(cli: Callable[..., Result]) -> list[dict[str, Any]]:
 
 def run_doc(cli: Callable[..., Result], run_id: str) -> dict[str, Any]:
     return next(r for r in runs(cli) if r["id"] == run_id)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[..., Any]]:
+    """Start `datmo ARGS` on a pseudo-terminal in the current folder; closed afterwards."""
+    from ptyterm import Terminal
+
+    made: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        made.append(Terminal(list(args), Path.cwd()))
+        return made[-1]
+
+    yield start
+    for t in made:
+        t.close()

@@ -4,14 +4,10 @@ person at a keyboard would: type a command, read its output, exit with a code.""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import select
 import signal
-import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Callable, Iterator
@@ -19,84 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ptyterm import Terminal
 
 REPO = Path(__file__).resolve().parent.parent
 MARK = "datmo.test=test_interactive"
-
-
-class Terminal:
-    """`datmo ARGS` with a pseudo-terminal as its stdin, stdout and stderr."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "datmo", *args],
-            cwd=cwd,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.seen = b""
-
-    def type(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def expect(self, *needles: bytes, timeout: float = 20.0) -> bytes:
-        """Read until one of needles shows up in what was shown since the last expect."""
-        deadline = time.monotonic() + timeout
-        start = len(self.seen)
-        while not any(n in self.seen[start:] for n in needles):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.master], [], [], max(left, 0))
-            if not ready:
-                pytest.fail(f"no {needles!r} within {timeout}s; the screen showed {self.seen!r}")
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:  # EIO: the other side is gone
-                chunk = b""
-            if not chunk:
-                pytest.fail(f"the terminal closed before {needles!r}; it showed {self.seen!r}")
-            self.seen += chunk
-        return self.seen[start:]
-
-    def attached(self, timeout: float = 20.0) -> None:
-        """Wait until datmo has put the terminal in raw mode: keystrokes now go to the task."""
-        deadline = time.monotonic() + timeout
-        while termios.tcgetattr(self.master)[3] & termios.ICANON:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                pytest.fail(f"datmo never attached the terminal; it showed {self.seen!r}")
-            time.sleep(0.02)
-
-    def wait(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if ready:  # keep draining, so the writer never blocks on a full terminal
-                with contextlib.suppress(OSError):
-                    self.seen += os.read(self.master, 4096)
-        return self.proc.wait(timeout=1)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-
-
-@pytest.fixture
-def terminal() -> Iterator[Callable[..., Terminal]]:
-    made: list[Terminal] = []
-
-    def start(*args: str) -> Terminal:
-        made.append(Terminal(list(args), Path.cwd()))
-        return made[-1]
-
-    yield start
-    for t in made:
-        t.close()
 
 
 def only_run(cli: Callable[..., Any]) -> dict[str, Any]:
@@ -108,7 +30,7 @@ def test_local_interactive_shell(
     project: Path, cli: Callable[..., Any], terminal: Callable[..., Terminal]
 ) -> None:
     term = terminal("run", "-i", "--executor", "local", "sh")
-    term.attached()
+    term.wait_attached()
     term.type("echo hi-$((40+2))\r")
     term.expect(b"hi-42")
     # Ctrl-C reaches the task's foreground job, not datmo: the shell carries on.
@@ -132,7 +54,7 @@ def test_local_interactive_success(
     project: Path, cli: Callable[..., Any], terminal: Callable[..., Terminal]
 ) -> None:
     term = terminal("run", "-i", "--executor", "local", "sh")
-    term.attached()
+    term.wait_attached()
     term.type("echo made > typed.txt; exit\r")
     assert term.wait() == 0, term.seen
     assert (project / "typed.txt").read_text() == "made\n"
@@ -145,7 +67,7 @@ def test_keys_typed_before_the_task_starts_reach_it(
     """Typing ahead while datmo starts the task must not lose the keystrokes."""
     term = terminal("run", "-i", "--executor", "local", "sh")
     term.type("echo early-$((1+1))\r")
-    term.attached()
+    term.wait_attached()
     term.expect(b"early-2", timeout=2.5)
     term.type("exit\r")
     assert term.wait() == 0, term.seen
@@ -181,7 +103,7 @@ def test_output_before_the_terminal_attaches_is_shown(
             time.sleep(0.02)
     finally:
         os.kill(term.proc.pid, signal.SIGCONT)
-    term.attached()
+    term.wait_attached()
     term.expect(b"ready-2", timeout=2.5)
     term.type("yes\r")
     term.expect(b"got-yes")
@@ -221,7 +143,7 @@ def test_docker_interactive_shell(
 ) -> None:
     assert cli("environment", "build").exit_code == 0
     term = terminal("run", "-i", "sh")
-    term.attached()
+    term.wait_attached()
     term.type("echo hi-$((40+2))\r")
     term.expect(b"hi-42")
     term.type("exit 3\r")
@@ -243,7 +165,7 @@ def test_docker_interactive_prompt_shows_before_enter(
     """A prompt without a newline must reach the screen before the answer is typed."""
     assert cli("environment", "build").exit_code == 0
     term = terminal("run", "-i", 'sleep 1; printf "Name? "; read name; echo "hello $name"')
-    term.attached()
+    term.wait_attached()
     term.expect(b"Name? ", timeout=2.5)
     term.type("datmo\r")
     term.expect(b"hello datmo")
