@@ -122,7 +122,7 @@ class SnapshotRequests:
                 label=body.get("label"),
                 config=body.get("config") or {},
                 metrics=body.get("stats") or {},
-                tree=self.ctx.root / self.run.workdir if self.run.workdir else None,
+                tree=runs.workdir(self.ctx, self.run),
             )
             reply: dict[str, Any] = {"id": result.snapshot.id, "created": result.created}
         except Exception as e:
@@ -151,11 +151,10 @@ def supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, f
     fg_start = start_time(fg_pid) if fg_pid else None
     run = runs.save(ctx, run.evolve(supervisor=me))
     data = runs.data_dir(ctx, run.id)
-    workdir = ctx.root / run.workdir if run.workdir else ctx.root
     st = os.stat(ctx.root)
     task = executors.TaskContext(
         run=run,
-        workdir=workdir,
+        workdir=runs.workdir(ctx, run),
         env=env,
         metrics_file=data / "metrics.jsonl",
         home=ctx.store.path("home"),
@@ -269,7 +268,7 @@ def _outcome(
             metrics=reported.metrics,
             hidden=True,
             run_id=run.id,
-            tree=ctx.root / run.workdir if run.workdir else None,
+            tree=runs.workdir(ctx, run),
         )
         # The snapshot adds what the task left in config.json and stats.json.
         changes.update(

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import BinaryIO
 
 from datmo.core.controller import run as runs
@@ -184,7 +183,3 @@ def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | Non
                     runs.request_stop(ctx, run)
                     if on_stop:
                         on_stop(f"stopping run {run.id[:8]} (its after snapshot is being taken)...")
-
-
-def workdir_path(ctx: ProjectContext, run: Run) -> Path:
-    return ctx.root / run.workdir if run.workdir else ctx.root

@@ -34,6 +34,11 @@ def data_dir(ctx: ProjectContext, run_id: str, create: bool = False) -> Path:
     return path
 
 
+def workdir(ctx: ProjectContext, run: Run) -> Path:
+    """Where the task runs: the project, or a rerun's scratch copy."""
+    return ctx.root / run.workdir if run.workdir else ctx.root
+
+
 def log_path(ctx: ProjectContext, run_id: str) -> Path:
     return data_dir(ctx, run_id) / "output.log"
 
