@@ -40,9 +40,15 @@ bench: install sysdeps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run.py
 
 # Wheels for benchmarks/gpu_check.sh on a GPU machine without network.
+# Wheels for benchmarks/gpu_check.sh, for the GPU machine's Python (GPU_PYTHON), which may
+# differ from this one: datmo's own wheel plus binary wheels of its dependencies.
+GPU_PYTHON ?= 3.12
 gpu-wheels: install
-	$(BIN)/pip download -q -d .bench/wheels .
+	rm -rf .bench/wheels
 	$(BIN)/pip wheel -q --no-deps -w .bench/wheels .
+	$(BIN)/pip download -q -d .bench/wheels --only-binary=:all: --implementation cp \
+	  --python-version $(GPU_PYTHON) --platform manylinux_2_28_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 .bench/wheels/datmo-*.whl
 
 clean:
 	rm -rf $(VENV) .bench build *.egg-info .pytest_cache .mypy_cache .ruff_cache

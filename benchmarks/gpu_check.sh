@@ -4,7 +4,7 @@
 #   datmo run --executor local --gpu
 # then check that the run recorded the GPU model and the metrics logged step by step.
 #
-# Before, on a machine with network:   make gpu-wheels     (fills .bench/wheels)
+# Before, on a machine with network:   make gpu-wheels     (fills .bench/wheels; GPU_PYTHON=3.12)
 # On the GPU machine, from the repo:   bash benchmarks/gpu_check.sh [WHEELS_DIR]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,10 +17,10 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'CUDA not available'
   || { say "FAIL: this machine has no CUDA-capable PyTorch"; exit 1; }
 say "torch $(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))')"
 
-# The machine's own PyTorch stays visible; datmo and its dependencies come from the wheels.
-python3 -m venv --system-site-packages "$work/venv"
-"$work/venv/bin/pip" install -q --no-index --find-links "$wheels" "$repo"
-export PATH="$work/venv/bin:$PATH"
+# datmo and its dependencies come from the wheels, into a folder of their own on PYTHONPATH:
+# a venv made from the machine's Python (often a venv itself) would not see its PyTorch.
+python3 -m pip install -q --no-index --no-cache-dir --find-links "$wheels" --target "$work/site" datmo
+export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}" PATH="$work/site/bin:$PATH"
 say "$(datmo version)"
 
 mkdir "$work/proj" && cd "$work/proj"
@@ -72,4 +72,19 @@ for name, ok in checks.items():
     print(f"[gpu_check] {'ok  ' if ok else 'FAIL'} {name}")
 sys.exit(0 if all(checks.values()) else 1)
 PY
+
+# --gpus picks by index; an index past the last GPU is refused before the task starts.
+n="$(nvidia-smi -L | wc -l)"
+out="$(datmo run --executor local --gpus 0 "python3 -c 'import torch; print(\"seen:\", torch.cuda.device_count())'")"
+grep -q "seen: 1" <<<"$out" || { say "FAIL --gpus 0 did not give the task one GPU: $out"; exit 1; }
+say "ok   --gpus 0 gives the task one GPU"
+set +e
+datmo run --executor local --gpus "$n" "touch ran.txt" 2>refused.txt
+rc=$?
+set -e
+if [[ $rc -ne 125 || -e ran.txt ]]; then say "FAIL --gpus $n (past the last GPU): exit $rc"; exit 1; fi
+say "ok   --gpus $n refused before the task (exit 125): $(cat refused.txt)"
+[[ "$(datmo ls --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" == 2 ]] \
+  || { say "FAIL the refused run left a record"; exit 1; }
+say "ok   no record left by the refused run"
 say "PASS"

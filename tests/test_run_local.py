@@ -169,13 +169,10 @@ def test_command_given_as_words(project: Path, cli: Callable[..., Any]) -> None:
     assert "two words" in result.stdout
 
 
-def test_gpus_platform_and_packages_are_recorded(project: Path, cli: Callable[..., Any]) -> None:
-    result = cli("run", *LOCAL, "--gpus", "0,1", "echo CVD=$CUDA_VISIBLE_DEVICES")
+def test_platform_and_packages_are_recorded(project: Path, cli: Callable[..., Any]) -> None:
+    result = cli("run", *LOCAL, "true")
     assert result.exit_code == 0, result.output
-    assert "CVD=0,1" in result.stdout
     (doc,) = runs(cli)
-    assert doc["options"]["gpus"] == "0,1"
-    assert doc["gpus"] == []  # no GPU on this machine
     task_python = subprocess.run(
         ["python3", "-c", "import platform; print(platform.python_version())"],
         capture_output=True,

@@ -13,6 +13,7 @@ from typing import Any
 
 from datmo.core.executor import TaskContext, shell_argv
 from datmo.core.process import start_time
+from datmo.errors import DatmoError
 from datmo.task_sdk import PATH as SDK_PATH
 
 # Asked of the task's own python3 (not datmo's), so the record shows what the task ran with.
@@ -25,21 +26,62 @@ _PROBE = (
 )
 
 
-def gpu_names(visible: str | None) -> list[str]:
-    """Model names of the GPUs a task would see, from nvidia-smi (empty without one)."""
+def _gpu_table() -> list[tuple[str, str, str]] | None:
+    """(index, uuid, model) of each GPU nvidia-smi sees; None when it is missing or fails."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
-    rows = [line.split(",", 1) for line in out.splitlines() if "," in line]
-    wanted = None if visible in (None, "all") else set(visible.split(","))
-    return [name.strip() for idx, name in rows if wanted is None or idx.strip() in wanted]
+        return None
+    rows = [tuple(p.strip() for p in line.split(",", 2)) for line in out.splitlines()]
+    return [(r[0], r[1], r[2]) for r in rows if len(r) == 3]
+
+
+def select_gpus(requested: str | None, inherited: str | None) -> tuple[str | None, list[str]]:
+    """(CUDA_VISIBLE_DEVICES for the task, or None to leave it; the models the task will see).
+
+    Indexes in --gpus count within the GPUs the caller may use: where a scheduler (Slurm,
+    say) has already set CUDA_VISIBLE_DEVICES=2,3, --gpus 0 means GPU 2, as CUDA counts.
+    Asking for a GPU that is not there is refused before the task starts.
+    """
+    table = _gpu_table()
+    if table is None:
+        if requested:
+            raise DatmoError(
+                "GPUs were asked for, but nvidia-smi finds no NVIDIA GPU here; "
+                "run without --gpu/--gpus"
+            )
+        return None, []
+    if inherited is None:
+        pool = [idx for idx, _, _ in table]
+    else:  # "" hides every GPU; entries may be indexes or (prefixes of) UUIDs
+        pool = [p.strip() for p in inherited.split(",") if p.strip()]
+
+    def model(entry: str) -> str:
+        for idx, uuid, name in table:
+            if entry == idx or (entry.startswith("GPU-") and uuid.startswith(entry)):
+                return name
+        return entry  # a MIG instance or an id nvidia-smi does not list: keep what we know
+
+    where = "" if inherited is None else f" (CUDA_VISIBLE_DEVICES={inherited!r})"
+    if requested is None:
+        return None, [model(e) for e in pool]
+    if not pool:
+        raise DatmoError(f"GPUs were asked for, but none is visible here{where}")
+    if requested == "all":
+        return None, [model(e) for e in pool]
+    wanted = [int(i) for i in requested.split(",")]
+    if max(wanted) >= len(pool):
+        n = len(pool)
+        have = f"there are {n} GPUs here, 0 to {n - 1}" if n > 1 else "there is 1 GPU here, 0"
+        raise DatmoError(f"--gpus {requested}: {have}{where}; pick from those")
+    chosen = [pool[i] for i in wanted]
+    return ",".join(chosen), [model(e) for e in chosen]
 
 
 def _controlling_tty() -> None:
@@ -116,10 +158,10 @@ class LocalExecutor:
         env["DATMO_REPLIES"] = str(task.metrics_file.parent / "replies")
         env["DATMO_RUN_ID"] = task.run.id
         env.setdefault("PYTHONUNBUFFERED", "1")
-        gpus = task.run.options.get("gpus")
-        if gpus and gpus != "all":
-            env["CUDA_VISIBLE_DEVICES"] = gpus
-        info: dict[str, Any] = {"platform": self._probe(env, task), "gpus": gpu_names(gpus)}
+        visible, models = select_gpus(task.run.options.get("gpus"), env.get("CUDA_VISIBLE_DEVICES"))
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
+        info: dict[str, Any] = {"platform": self._probe(env, task), "gpus": models}
         uid, gid = task.owner
         drop = os.geteuid() == 0 and uid != 0
         ids: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if drop else {}
