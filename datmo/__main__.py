@@ -1,4 +1,4 @@
-from datmo.cli.main import main
+from datmo.cli.entry import main
 
 if __name__ == "__main__":
     main()

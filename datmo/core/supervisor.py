@@ -4,8 +4,10 @@
 starts the task (container or process), writes its output to the run's log,
 records the exit code, takes the after snapshot and removes the container.
 A foreground run whose `datmo run` dies is stopped and still recorded; a
-detached run goes on. Invoked as: python -m datmo.core.supervisor ROOT RUN_ID FG_PID
-with the task's environment (secrets included) as JSON on stdin, never on disk.
+detached run goes on. Invoked as `python -m datmo.core.supervisor ROOT EXECUTOR`, or
+`... --early [EXECUTOR]` by the console script before it knows the project
+(datmo.core.prespawn); its orders (the run, the project root and the task's
+environment, secrets included) come as JSON on stdin, never on disk.
 """
 
 from __future__ import annotations
@@ -314,12 +316,28 @@ def _warm_up(executor: str) -> None:
         pass  # starting the task reports it properly
 
 
+def _guess_executor(hint: str) -> str:
+    """For an early start (datmo.core.prespawn): what the run will most likely use."""
+    if hint:
+        return hint
+    try:
+        from datmo.core.project import find_root
+
+        root = find_root()
+        return ProjectContext(root, Store(root)).info.default_executor
+    except Exception:
+        return ""  # not a project: `datmo run` will say so, and we get no orders
+
+
 def main(argv: list[str]) -> int:
-    root, executor = Path(argv[0]), argv[1]
-    _warm_up(executor)
+    if argv[:1] == ["--early"]:
+        _warm_up(_guess_executor(argv[1] if len(argv) > 1 else ""))
+    else:
+        _warm_up(argv[1])
     payload = json.loads(sys.stdin.read() or "{}")
     if not payload:
         return 0  # `datmo run` stopped before the run was made: nothing to do
+    root = Path(payload.get("root") or argv[0])
     run_id, fg = str(payload["run_id"]), int(payload.get("foreground") or 0)
     fd = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

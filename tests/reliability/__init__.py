@@ -214,7 +214,13 @@ def supervisors(root: Path) -> list[int]:
 
     found = []
     for pid, argv in cmdlines():
-        if "datmo.core.supervisor" in argv and str(root) in argv and start_time(pid):
+        if "datmo.core.supervisor" not in argv or not start_time(pid):
+            continue
+        try:  # an early supervisor (datmo.core.prespawn) names no folder: it runs in it
+            here = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            here = None
+        if str(root) in argv or (here is not None and here.is_relative_to(root)):
             found.append(pid)
     return found
 

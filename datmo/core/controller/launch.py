@@ -11,11 +11,11 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import BinaryIO
 
+from datmo.core import prespawn
 from datmo.core.controller import run as runs
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import Run
@@ -52,7 +52,7 @@ def start(
     """Start a run and return its record once the task is running."""
     # The supervisor starts first and loads what it needs (Python, the Docker SDK, a
     # client) while this process checks the image and takes the before snapshot.
-    proc = _prespawn(ctx, spec)
+    proc = prespawn.take() or prespawn.spawn([str(ctx.root), spec.executor], cwd=str(ctx.root))
     try:
         run = _prepare(ctx, spec, progress, before_snapshot_id, workdir, rerun_of, image_id)
     except BaseException:
@@ -60,17 +60,6 @@ def start(
             proc.stdin.close()  # type: ignore[union-attr]  # an empty answer: it exits
         raise
     return _spawn(ctx, run, spec, proc)
-
-
-def _prespawn(ctx: ProjectContext, spec: RunSpec) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "datmo.core.supervisor", str(ctx.root), spec.executor],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # outlives the terminal; Ctrl-C reaches it only through us
-        cwd=ctx.root,
-    )
 
 
 def _prepare(
@@ -134,7 +123,7 @@ def _spawn(ctx: ProjectContext, run: Run, spec: RunSpec, proc: subprocess.Popen[
     fg = 0 if spec.detach else os.getpid()
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        payload = {"run_id": run.id, "foreground": fg, "env": spec.env}
+        payload = {"root": str(ctx.root), "run_id": run.id, "foreground": fg, "env": spec.env}
         proc.stdin.write(json.dumps(payload).encode())
         proc.stdin.close()
         line = proc.stdout.readline().decode(errors="replace").strip()
