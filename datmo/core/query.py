@@ -20,23 +20,31 @@ _COND = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|<=|>=|=|<|>)\s*(.*?)\s*$"
 _CONNECTIVE = re.compile(r"(?:^|\s+)(and|or)(?=\s|$)\s*", re.IGNORECASE)
 
 
-def _json_path(key: str) -> str:
-    return '$."' + key.replace('"', '""') + '"'
-
-
-def _operand(key: str) -> tuple[str, list[Any]]:
-    if key in FIELDS:
-        return key, []
-    for prefix, column in (("config.", "config"), ("metrics.", "metrics")):
+def _section(key: str) -> tuple[str, str]:
+    """(section of run_values, key): config.X, metrics.X, or a bare key (metric first)."""
+    for prefix, sec in (("config.", "c"), ("metrics.", "m")):
         if key.startswith(prefix):
-            return f"json_extract({column}, ?)", [_json_path(key[len(prefix) :])]
-    return "coalesce(json_extract(metrics, ?), json_extract(config, ?))", [
-        _json_path(key),
-        _json_path(key),
-    ]
+            return sec, key[len(prefix) :]
+    return "b", key
 
 
-def _condition(text: str) -> tuple[str, list[Any]]:
+def _value(key: str) -> tuple[str, list[Any]]:
+    """SQL for one run's value of a config/metric key (for sorting)."""
+    sec, name = _section(key)
+    sql = "(SELECT val FROM run_values WHERE rid = runs.rid AND sec = ? AND key = ?)"
+    return sql, [sec, name]
+
+
+# One condition: (keep or drop, a query of the rids it selects, its parameters).
+Cond = tuple[bool, str, list[Any]]
+
+
+def _matching(test: str) -> str:
+    """Runs whose value of a key passes test: a search of the (sec, key, val) index."""
+    return f"SELECT rid FROM run_values WHERE sec = ? AND key = ? AND val {test}"
+
+
+def _condition(text: str) -> Cond:
     m = _COND.match(text)
     if not m:
         raise UsageError(
@@ -47,14 +55,32 @@ def _condition(text: str) -> tuple[str, list[Any]]:
     if op == "==":
         op = "="
     value = parse_value(raw)
-    sql, params = _operand(key)
     if isinstance(value, (dict, list)) or (value is None and op not in ("=", "!=")):
         raise UsageError(f"filter '{text.strip()}': compare with a number or a word")
-    if value is None:
-        return f"{sql} IS {'NOT ' if op == '!=' else ''}NULL", params
     if isinstance(value, bool):
-        value = int(value)  # JSON true/false come back from json_extract as 1/0
-    return f"{sql} {op} ?", [*params, value]
+        value = int(value)  # the index keeps JSON true/false as 1/0
+    if key in FIELDS:
+        if value is None:
+            return (
+                True,
+                f"SELECT rid FROM runs WHERE {key} IS {'NOT ' if op == '!=' else ''}NULL",
+                [],
+            )
+        return True, f"SELECT rid FROM runs WHERE {key} {op} ?", [value]
+    sec, name = _section(key)
+    if value is None:  # key=null: the key is missing or null; key!=null: it has a value
+        return op == "!=", _matching("IS NOT NULL"), [sec, name]
+    return True, _matching(f"{op} ?"), [sec, name, value]
+
+
+def _group(conds: list[Cond]) -> tuple[str, list[Any]]:
+    """Conditions joined by 'and', as set operations on rids: SQLite evaluates them
+    left to right, so the kept sets are intersected first and the dropped ones taken out."""
+    keep = [c for c in conds if c[0]] or [(True, "SELECT rid FROM runs", [])]
+    drop = [c for c in conds if not c[0]]
+    sql = " INTERSECT ".join(q for _, q, _ in keep)
+    sql += "".join(f" EXCEPT {q}" for _, q, _ in drop)
+    return f"rid IN ({sql})", [p for _, _, ps in keep + drop for p in ps]
 
 
 def compile_filter(expr: str | None) -> tuple[str, list[Any]]:
@@ -63,8 +89,7 @@ def compile_filter(expr: str | None) -> tuple[str, list[Any]]:
         return "", []
     # [cond, op, cond, op, cond]: an empty cond means a dangling or doubled and/or.
     parts = _CONNECTIVE.split(expr.strip())
-    groups: list[list[str]] = [[]]
-    params: list[Any] = []
+    groups: list[list[Cond]] = [[]]
     for i, part in enumerate(parts):
         if i % 2:
             if part.lower() == "or":
@@ -74,10 +99,9 @@ def compile_filter(expr: str | None) -> tuple[str, list[Any]]:
             raise UsageError(
                 f"the filter '{expr.strip()}' has an 'and'/'or' with nothing on one side"
             )
-        sql, p = _condition(part)
-        groups[-1].append(sql)
-        params += p
-    return " OR ".join("(" + " AND ".join(g) + ")" for g in groups), params
+        groups[-1].append(_condition(part))
+    compiled = [_group(g) for g in groups]
+    return " OR ".join(sql for sql, _ in compiled), [p for _, ps in compiled for p in ps]
 
 
 def compile_sort(spec: str | None) -> tuple[str, list[Any]]:
@@ -88,5 +112,6 @@ def compile_sort(spec: str | None) -> tuple[str, list[Any]]:
     direction = (direction or "desc").lower()
     if direction not in ("asc", "desc") or not key.strip():
         raise UsageError(f"--sort expects KEY or KEY:asc or KEY:desc, got '{spec}'")
-    sql, params = _operand(key.strip())
-    return f"({sql}) IS NULL, {sql} {direction.upper()}", params + params
+    key = key.strip()
+    sql, params = (key, []) if key in FIELDS else _value(key)
+    return f"{sql} IS NULL, {sql} {direction.upper()}", params + params

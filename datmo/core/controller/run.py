@@ -15,7 +15,7 @@ from datmo.core.project import ProjectContext
 from datmo.core.query import compile_filter, compile_sort
 from datmo.core.signals import deferred_interrupt
 from datmo.core.storage.fsutil import makedirs
-from datmo.core.storage.index import RunIndex
+from datmo.core.storage.index import RunIndex, gc_paused
 from datmo.errors import DatmoError, UsageError
 
 KIND = "runs"
@@ -83,10 +83,11 @@ def ls(
         raise UsageError("--limit must be at least 1")
     idx = index(ctx)
     try:
-        docs = idx.query(where, params, order, order_params, limit)
+        with gc_paused():
+            docs = idx.query(where, params, order, order_params, limit)
+            return [effective(Run.from_dict(d)) for d in docs]
     finally:
         idx.close()
-    return [effective(Run.from_dict(d)) for d in docs]
 
 
 def request_stop(ctx: ProjectContext, run: Run) -> bool:

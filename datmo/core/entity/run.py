@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from datmo.core.entity.base import check_schema, check_types, require
+from datmo.core.entity.base import build, check_schema, check_types, require
 
 SCHEMA_VERSION = 1
 
@@ -58,11 +58,14 @@ class Run:
     def from_dict(cls, doc: dict[str, Any]) -> Run:
         check_schema("run", doc, SCHEMA_VERSION)
         require("run", doc, "id", "command", "created_at")
-        known = set(cls.__dataclass_fields__)
-        kwargs = {k: v for k, v in doc.items() if k in known}
+        known = cls.__dataclass_fields__
+        if doc.keys() <= known.keys():
+            kwargs = dict(doc)
+        else:  # fields of a newer datmo with the same schema version: left out
+            kwargs = {k: v for k, v in doc.items() if k in known}
         kwargs["schema_version"] = SCHEMA_VERSION
         check_types("run", cls, kwargs)
-        return cls(**kwargs)
+        return build(cls, kwargs)
 
     def evolve(self, **changes: Any) -> Run:
         return replace(self, **changes)

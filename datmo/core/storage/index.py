@@ -9,6 +9,7 @@ files were copied in by hand) brings the index up to date from the records.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import sqlite3
@@ -20,20 +21,91 @@ from datmo.core.storage.fsutil import chown
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
-SCHEMA = 1
+SCHEMA = 3
 RACY_NS = 20_000_000  # a folder mtime this close to when we noted it may hide a later change
 COLUMNS = ("id", "created_at", "status", "type", "command", "environment_id", "exit_code")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
-  id TEXT PRIMARY KEY, created_at TEXT, status TEXT, type TEXT, command TEXT,
-  environment_id TEXT, exit_code INTEGER, config TEXT, metrics TEXT, doc TEXT,
+  rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at TEXT, status TEXT, type TEXT,
+  command TEXT, environment_id TEXT, exit_code INTEGER, config TEXT, metrics TEXT, doc TEXT,
   file_mtime_ns INTEGER
 );
-DROP INDEX IF EXISTS runs_created;
 CREATE INDEX IF NOT EXISTS runs_newest ON runs(created_at, id);  -- ls: newest first, ties by id
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
+-- One row per config and metric value, so a filter is an index search, not a JSON parse
+-- of every run. sec: 'c' config, 'm' metrics, 'b' a bare key (the metric, else the
+-- config value). val keeps the value's own type, as json_extract gives it. rid is the
+-- run's integer row id: small keys make the searches and set operations cheap.
+CREATE TABLE IF NOT EXISTS run_values (
+  rid INTEGER NOT NULL, sec TEXT NOT NULL, key TEXT NOT NULL, val,
+  PRIMARY KEY (rid, sec, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_values_by_key ON run_values(sec, key, val);
 """
+_TABLES = ("runs", "run_values", "meta")
+_RUN_COLUMNS = (
+    "id, created_at, status, type, command, environment_id, exit_code, config, metrics, doc,"
+    " file_mtime_ns"
+)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """For decoding thousands of records: they form no reference cycles, so a collection
+    could free none of them, yet one runs every few hundred new objects and walks every
+    object the process holds (many, in a notebook or a long-lived tool using the SDK)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _sql_value(value: Any) -> Any:
+    """A JSON value as json_extract returns it: booleans as 1/0, containers as JSON text."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def value_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """(sec, key, val, run id) for each config and metric value of a run."""
+    run_id = doc["id"]
+    config, metrics = doc.get("config") or {}, doc.get("metrics") or {}
+    rows = [("c", k, _sql_value(v), run_id) for k, v in config.items()]
+    rows += [("m", k, _sql_value(v), run_id) for k, v in metrics.items()]
+    bare = {**config, **{k: v for k, v in metrics.items() if v is not None}}
+    rows += [("b", k, _sql_value(v), run_id) for k, v in bare.items()]
+    return rows
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """An index laid out by another version of datmo is dropped, to be filled again."""
+
+    def old() -> bool:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.OperationalError:
+            return False  # no tables yet
+        return row is not None and row[0] != SCHEMA
+
+    if not old():
+        return
+    # Checked again in one write transaction, so of two processes that meet an old index
+    # only the first drops it (the schema row goes too) and no later write is undone.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if old():
+            for table in _TABLES:
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+    finally:
+        db.execute("COMMIT")
 
 
 class RunIndex:
@@ -51,6 +123,7 @@ class RunIndex:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                _upgrade(db)
                 db.executescript(_DDL)
             except sqlite3.DatabaseError:
                 # Only derived data lives here: a damaged index is rebuilt, never trusted.
@@ -82,8 +155,16 @@ class RunIndex:
         self._note_folder()
 
     def remove(self, run_id: str) -> None:
-        self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        with self._tx():
+            self._delete([run_id])
         self._note_folder()
+
+    def _delete(self, run_ids: Sequence[str]) -> None:
+        ids = [(i,) for i in run_ids]
+        self.db.executemany(
+            "DELETE FROM run_values WHERE rid = (SELECT rid FROM runs WHERE id = ?)", ids
+        )
+        self.db.executemany("DELETE FROM runs WHERE id = ?", ids)
 
     def _mtime_of(self, run_id: str) -> int:
         try:
@@ -103,13 +184,20 @@ class RunIndex:
                 d.get("exit_code"),
                 json.dumps(d.get("config") or {}),
                 json.dumps(d.get("metrics") or {}),
-                json.dumps(d, sort_keys=True),
+                json.dumps(d, separators=(",", ":")),
                 mtime(d["id"]),
             )
             for d in docs
         ]
         with self._tx():
-            self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._delete([d["id"] for d in docs])
+            self.db.executemany(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+            self.db.executemany(
+                "INSERT INTO run_values SELECT rid, ?, ?, ? FROM runs WHERE id = ?",
+                [row for d in docs for row in value_rows(d)],
+            )
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
@@ -181,7 +269,7 @@ class RunIndex:
             self._upsert_many(docs, present.__getitem__)
         if gone:
             with self._tx():
-                self.db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in gone])
+                self._delete(gone)
         self._note_folder()
         return len(docs) + len(gone)
 
@@ -226,14 +314,34 @@ class RunIndex:
         return [json.loads(row[0]) for row in rows]
 
     def snapshot_rows(self) -> dict[str, Any] | None:
-        """The rows as stored, read without writing anything (for fsck); None: no index yet."""
+        """The rows as stored, read without writing anything (for fsck); None: no index yet.
+
+        A run whose filter values disagree with its row's record maps to None, so it
+        never matches the records either.
+        """
         if not self.path.exists():
             return None
         db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
         try:
-            return {row[0]: json.loads(row[1]) for row in db.execute("SELECT id, doc FROM runs")}
+            rows: dict[str, Any] = {
+                row[0]: json.loads(row[1]) for row in db.execute("SELECT id, doc FROM runs")
+            }
+            stored: dict[str, set[tuple[str, str, Any, str]]] = {}
+            query = "SELECT v.sec, v.key, v.val, r.id FROM run_values v JOIN runs r USING (rid)"
+            for sec, key, val, run_id in db.execute(query):
+                stored.setdefault(run_id, set()).add((sec, key, val, run_id))
+            orphans = db.execute(
+                "SELECT count(*) FROM run_values WHERE rid NOT IN (SELECT rid FROM runs)"
+            ).fetchone()[0]
         finally:
             db.close()
+        for run_id, doc in rows.items():
+            mine = value_rows({**doc, "id": run_id}) if isinstance(doc, dict) else []
+            if stored.get(run_id, set()) != set(mine):
+                rows[run_id] = None
+        if orphans:
+            rows[""] = None
+        return rows
 
     def ids(self) -> list[str]:
         self.refresh()
