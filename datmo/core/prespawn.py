@@ -10,13 +10,18 @@ sends them (bad options, say), stdin reaches end of file and the supervisor exit
 
 from __future__ import annotations
 
-import subprocess
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 _early: subprocess.Popen[bytes] | None = None
 
 
 def spawn(args: list[str], cwd: str | None = None) -> subprocess.Popen[bytes]:
+    import subprocess  # not at the top: every other command starts through this module
+
     return subprocess.Popen(
         [sys.executable, "-m", "datmo.core.supervisor", *args],
         stdin=subprocess.PIPE,

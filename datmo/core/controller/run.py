@@ -84,8 +84,7 @@ def ls(
     idx = index(ctx)
     try:
         with gc_paused():
-            docs = idx.query(where, params, order, order_params, limit)
-            return [effective(Run.from_dict(d)) for d in docs]
+            return [effective(r) for r in idx.query(where, params, order, order_params, limit)]
     finally:
         idx.close()
 

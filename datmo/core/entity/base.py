@@ -84,8 +84,24 @@ def check_types(kind: str, cls: Any, values: dict[str, Any]) -> None:
             )
 
 
+# Per record class, the value-type signatures (field by field) that passed check_types:
+# rows of one project share a handful, so most rows are checked by one set lookup.
+_GOOD_ROWS: dict[Any, set[tuple[type, ...]]] = {}
+
+
+def check_row(kind: str, cls: Any, fields: tuple[str, ...], values: list[Any]) -> None:
+    """check_types for a record given as values in `fields` order."""
+    signature = tuple(map(type, values))
+    good = _GOOD_ROWS.setdefault(cls, set())
+    if signature in good:
+        return
+    check_types(kind, cls, dict(zip(fields, values, strict=True)))
+    if len(good) < 4096:
+        good.add(signature)
+
+
 @functools.cache
-def _defaults(cls: Any) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+def field_defaults(cls: Any) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
     import dataclasses
 
     plain = {
@@ -110,10 +126,11 @@ def build(cls: Any, values: dict[str, Any]) -> Any:
     """
     obj = object.__new__(cls)
     state = obj.__dict__
-    plain, factories = _defaults(cls)
-    state.update(plain)
-    for name, factory in factories:
-        if name not in values:
-            state[name] = factory()
+    if len(values) < len(cls.__dataclass_fields__):
+        plain, factories = field_defaults(cls)
+        state.update(plain)
+        for name, factory in factories:
+            if name not in values:
+                state[name] = factory()
     state.update(values)
     return obj

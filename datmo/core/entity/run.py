@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from datmo.core.entity.base import build, check_schema, check_types, require
+from datmo.core.entity.base import build, check_row, check_schema, check_types, require
+from datmo.errors import CorruptStore
 
 SCHEMA_VERSION = 1
 
@@ -67,9 +68,24 @@ class Run:
         check_types("run", cls, kwargs)
         return build(cls, kwargs)
 
+    @classmethod
+    def from_row(cls, values: list[Any]) -> Run:
+        """A record from the run index: every field's value, in ROW_FIELDS order."""
+        if len(values) != len(ROW_FIELDS):
+            raise CorruptStore("a run index row has the wrong number of fields")
+        check_row("run", cls, ROW_FIELDS, values)
+        state = dict(zip(ROW_FIELDS, values, strict=True))
+        check_schema("run", state, SCHEMA_VERSION)
+        state["schema_version"] = SCHEMA_VERSION
+        return build(cls, state)
+
     def evolve(self, **changes: Any) -> Run:
         return replace(self, **changes)
 
     @property
     def finished(self) -> bool:
         return self.status in FINAL
+
+
+# The order of a run's values in the run index (datmo.core.storage.index).
+ROW_FIELDS = tuple(Run.__dataclass_fields__)
