@@ -175,7 +175,7 @@ def test_platform_facts_keys_and_no_hostname() -> None:
 
 
 def test_gpus_from_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(envinfo.shutil, "which", lambda _: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr("shutil.which", lambda _: "/usr/bin/nvidia-smi")
 
     def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         assert kw["timeout"] == 5
@@ -193,7 +193,7 @@ def test_gpus_fall_back_to_proc_when_nvidia_smi_fails(
         d.mkdir()
         (d / "information").write_text(f"Model: \t\t {model}\nIRQ:   42\nBus Type: PCIe\n")
     monkeypatch.setattr(envinfo, "_NVIDIA_PROC", tmp_path)
-    monkeypatch.setattr(envinfo.shutil, "which", lambda _: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr("shutil.which", lambda _: "/usr/bin/nvidia-smi")
 
     def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         raise subprocess.TimeoutExpired(cmd, 5)
@@ -315,6 +315,26 @@ def test_cache_recomputes_when_installed_packages_change(
     _fake_dist(site, "newdist", "newdist", editable=False)
     assert "newdist==1.2.3" in cache.compute(root, _scan(root))[0].splitlines()
     assert counted["imports_of"] == 1
+    assert counted["requirements_for"] == 2 and counted["platform_facts"] == 2
+
+
+def test_cache_does_not_depend_on_the_name_python_was_started_by(
+    tmp_path: Path, counted: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `datmo` runs the venv's python3, `python -m datmo` its python: one interpreter.
+    root = tmp_path / "proj"
+    _write(root, {"a.py": "import yaml\n"})
+    alias = tmp_path / "python3"
+    alias.symlink_to(os.path.realpath(sys.executable))
+    cache = EnvInfoCache(tmp_path / "envinfo.json")
+    cache.compute(root, _scan(root))
+    monkeypatch.setattr(sys, "executable", str(alias))
+    EnvInfoCache(tmp_path / "envinfo.json").compute(root, _scan(root))
+    assert counted["requirements_for"] == 1 and counted["platform_facts"] == 1
+    other = tmp_path / "other-python"
+    other.write_bytes(b"")  # another interpreter: its packages may differ
+    monkeypatch.setattr(sys, "executable", str(other))
+    EnvInfoCache(tmp_path / "envinfo.json").compute(root, _scan(root))
     assert counted["requirements_for"] == 2 and counted["platform_facts"] == 2
 
 

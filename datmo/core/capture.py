@@ -99,10 +99,10 @@ def _code_tree(ctx: ProjectContext, state: TreeState) -> str:
     Building and hashing every tree object again costs more than the whole rest of
     an unchanged re-snapshot of a big project.
     """
-    import hashlib
+    from blake3 import blake3
 
     store = ctx.store
-    key = hashlib.sha1(
+    key = blake3(
         "".join(f"{p}\0{m}\0{s}\n" for p, (m, s) in sorted(state.code.items())).encode(
             "utf-8", "surrogateescape"
         )

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import sys
 import time
@@ -51,6 +49,8 @@ def definition_id(files: Mapping[str, bytes]) -> str:
     checkout on Windows gives the same id; content with a NUL byte is binary and
     is hashed as is. Lengths prefix every field so no two inputs hash alike.
     """
+    import hashlib  # not at the top: ~5 ms to load, and the caches below need none of it
+
     h = hashlib.sha256(b"datmo-env-definition-v1\0")
     for name in sorted(files):
         content = files[name]
@@ -176,6 +176,8 @@ def requirements_for(
 
 
 def _gpus() -> list[str]:
+    import shutil  # only when the platform facts are computed again
+
     exe = shutil.which("nvidia-smi")
     if exe is not None:
         import subprocess
@@ -228,6 +230,12 @@ def platform_facts() -> dict[str, object]:
     }
 
 
+def _interpreter() -> str:
+    # The file, not the name it was started by: `datmo` (a script whose first line says
+    # python3) and `python -m datmo` in one virtual environment are the same Python.
+    return os.path.realpath(sys.executable)
+
+
 def packages_fingerprint(root: Path | None = None) -> str:
     """Cheap stand-in for 'the installed packages are the same': sys.path folder mtimes.
 
@@ -235,7 +243,7 @@ def packages_fingerprint(root: Path | None = None) -> str:
     which changes its parent's mtime. Folders inside `root` other than
     site-/dist-packages are skipped: they are project code, not installs.
     """
-    parts = [sys.executable, sys.version]
+    parts = [_interpreter(), sys.version]
     root_s = os.path.abspath(root) if root is not None else None
     # sys.path[0] is the running script's folder or the cwd (console script, -m, -c):
     # never where packages are installed, and it differs between ways of starting datmo.
@@ -259,11 +267,13 @@ def _machine_key() -> list[str]:
     except OSError:
         boot = ""
     u = os.uname()  # not platform.uname(): indexing it runs `uname -p` in a subprocess
-    return [sys.executable, boot, u.release, u.version, u.machine]
+    return [_interpreter(), boot, u.release, u.version, u.machine]
 
 
 def _digest(parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    from blake3 import blake3  # loaded for the object store anyway
+
+    return blake3(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def local_module_names(py_relpaths: Iterable[str]) -> tuple[set[str], set[str]]:

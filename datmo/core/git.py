@@ -8,7 +8,6 @@ always through ShadowRepo.run, which strips the user's git environment and setti
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -16,7 +15,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
 from datmo.errors import CorruptStore, DatmoError, DiskFull
@@ -59,6 +58,12 @@ def _oserror(e: OSError, what: str) -> DatmoError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"disk full while writing {what}; free some space and try again")
     return DatmoError(f"cannot write {what}: {e.strerror or e}")
+
+
+def _sha1(data: bytes = b"") -> Any:
+    import hashlib  # ~5 ms to load (OpenSSL); an unchanged re-snapshot hashes nothing
+
+    return hashlib.sha1(data)
 
 
 class ShadowRepo:
@@ -130,7 +135,7 @@ class ShadowRepo:
         return proc
 
     def blob_id(self, data: bytes) -> str:
-        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return _sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
     def write_blob(self, data: bytes) -> str:
         return self._write_object(b"blob", data)
@@ -210,7 +215,7 @@ class ShadowRepo:
 
     def _write_object(self, kind: bytes, body: bytes) -> str:
         header = b"%s %d\0" % (kind, len(body))
-        h = hashlib.sha1(header)
+        h = _sha1(header)
         h.update(body)
         sha = h.hexdigest()
         path = self._loose_path(sha)
@@ -362,7 +367,7 @@ class ShadowRepo:
         return out
 
     def _verified(self, sha: str, kind: bytes, body: bytes) -> tuple[str, bytes]:
-        h = hashlib.sha1(b"%s %d\0" % (kind, len(body)))  # rebuilt: a wrong size fails too
+        h = _sha1(b"%s %d\0" % (kind, len(body)))  # rebuilt: a wrong size fails too
         h.update(body)
         if kind not in _KINDS or h.hexdigest() != sha:
             raise self._corrupt(sha, "is damaged (its content does not match its id)")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -47,3 +48,16 @@ def files(name: str) -> dict[str, bytes]:
 
     walk(folder, "")
     return found
+
+
+def stamp(name: str) -> str:
+    """Sizes and modification times of a template's files, in one word: what a cache
+    of its id is keyed by (they change only when datmo is installed again or edited)."""
+    parts = []
+    for folder, dirs, names in os.walk(_HERE.joinpath(name)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for n in sorted(names):
+            st = os.stat(os.path.join(folder, n))
+            rel = os.path.relpath(os.path.join(folder, n), _HERE)
+            parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts).replace(" ", "%20") or "-"

@@ -9,6 +9,7 @@ construction up to date, so checking for it is one inspect request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -158,7 +159,30 @@ def in_use(ctx: ProjectContext) -> str:
     if (ctx.root / "Dockerfile").is_file():
         files, _ = _engine().project_definition(ctx.root)
         return register(ctx, "Dockerfile", files, "project")
-    return _register_builtin(ctx, DEFAULT_TEMPLATE).id
+    return _builtin_id(ctx, DEFAULT_TEMPLATE)
+
+
+def _builtin_id(ctx: ProjectContext, name: str) -> str:
+    """A built-in definition's id, registered if need be.
+
+    Its files change only with datmo itself, so the id is cached, keyed by their sizes
+    and times: hashing them for every snapshot would load the hash library (~5 ms).
+    """
+    from datmo.core.storage.fsutil import atomic_write_bytes
+
+    store = ctx.store
+    key = templates.stamp(name)
+    cache = store.path("cache", f"builtin-{name}")
+    try:
+        cached_key, env_id = cache.read_text().split()
+        if cached_key == key and store.path(store.entity_path(KIND, env_id)).is_file():
+            return env_id
+    except (OSError, ValueError):
+        pass  # no cache yet, or a damaged one: it is only a shortcut
+    env_id = _register_builtin(ctx, name).id
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(cache, f"{key} {env_id}\n".encode(), store.owner, durable=False)
+    return env_id
 
 
 def _register_builtin(ctx: ProjectContext, name: str) -> Environment:
