@@ -396,3 +396,36 @@ def test_returned_facts_are_a_copy(tmp_path: Path) -> None:
     _, facts = cache.compute(root, _scan(root))
     facts["gpus"].append("mutated")  # type: ignore[attr-defined]
     assert "mutated" not in cache.compute(root, _scan(root))[1]["gpus"]  # type: ignore[operator]
+
+
+def test_summary_answers_when_content_and_packages_are_unchanged(
+    tmp_path: Path, counted: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, cache_file = tmp_path / "proj", tmp_path / "envinfo.json"
+    _write(root, PROJECT)
+    first = EnvInfoCache(cache_file).compute_keyed(root, _scan(root), "tree-1")
+    assert counted == {"imports_of": 4, "requirements_for": 1, "platform_facts": 1}
+    cache_file.write_bytes(b"not json")  # the per-file part is not even read...
+    again = EnvInfoCache(cache_file).compute_keyed(root, _scan(root), "tree-1")
+    assert again == first and counted["imports_of"] == 4  # ...when the summary answers
+
+    # New content: the per-file part (rebuilt, as it was damaged) decides again.
+    (root / "mypkg/models.py").write_text("import os\n")
+    changed, _ = EnvInfoCache(cache_file).compute_keyed(root, _scan(root), "tree-2")
+    assert "zz_not_here" not in changed and counted["requirements_for"] == 2
+
+    # Same content, other installed packages: computed again.
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(site), *sys.path[1:]])
+    EnvInfoCache(cache_file).compute_keyed(root, _scan(root), "tree-2")
+    assert counted["requirements_for"] == 3 and counted["platform_facts"] == 3
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 1, "key": 3}'])
+def test_damaged_summary_is_ignored(tmp_path: Path, content: bytes) -> None:
+    root, cache_file = tmp_path / "proj", tmp_path / "envinfo.json"
+    _write(root, {"a.py": "import yaml\n"})
+    want = EnvInfoCache(cache_file).compute_keyed(root, _scan(root), "k")
+    (tmp_path / "envinfo.json.summary").write_bytes(content)
+    assert EnvInfoCache(cache_file).compute_keyed(root, _scan(root), "k") == want

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datmo.core.memory import gc_paused
 from datmo.core.project import ProjectContext
 from datmo.core.scan import ScanResult, scan
 from datmo.core.state import TreeState, bytes_to_store, describe, file_mode
@@ -52,6 +53,11 @@ def capture_tree(
 
     root: another tree to capture instead of the project (a rerun's scratch copy).
     """
+    with gc_paused():  # per-file objects by the hundred thousand, and no cycles
+        return _capture(ctx, extras, root)
+
+
+def _capture(ctx: ProjectContext, extras: list[tuple[Path, str]], root: Path | None) -> Captured:
     from datmo.core.controller import environment
     from datmo.core.envinfo import EnvInfoCache
 
@@ -78,7 +84,14 @@ def capture_tree(
         if e.path.endswith(".py") and stat.S_ISREG(e.st.st_mode)  # never follow a link out
     ]
     env_cache = EnvInfoCache(store.path("cache", "envinfo.json"), store.owner)
-    requirements, platform = env_cache.compute(tree, py_files)
+    if any(stat.S_ISLNK(st.st_mode) for _, st in py_files):
+        # A symlinked .py file's target can change without its link changing.
+        requirements, platform = env_cache.compute(tree, py_files)
+    else:
+        # The content of every .py file: in the code's tree, or among the stored files.
+        stored = [(p, state.files[p][0]) for p, _ in py_files if p in state.files]
+        content_key = f"{code_id} {_digest_of(stored)}"
+        requirements, platform = env_cache.compute_keyed(tree, py_files, content_key)
     requirements_id = store.objects.put_bytes(requirements.encode())
     total = sum(e.st.st_size for e in result.entries) + sum(v[1] for v in state.extra.values())
     return Captured(
@@ -99,14 +112,8 @@ def _code_tree(ctx: ProjectContext, state: TreeState) -> str:
     Building and hashing every tree object again costs more than the whole rest of
     an unchanged re-snapshot of a big project.
     """
-    from blake3 import blake3
-
     store = ctx.store
-    key = blake3(
-        "".join(f"{p}\0{m}\0{s}\n" for p, (m, s) in sorted(state.code.items())).encode(
-            "utf-8", "surrogateescape"
-        )
-    ).hexdigest()
+    key = _digest_of([(p, f"{m}\0{s}") for p, (m, s) in sorted(state.code.items())])
     cache = store.path("cache", "tree")
     try:
         last_key, last_tree = cache.read_text().split()
@@ -118,6 +125,14 @@ def _code_tree(ctx: ProjectContext, state: TreeState) -> str:
     with contextlib.suppress(OSError):
         atomic_write_bytes(cache, f"{key} {tree}\n".encode(), store.owner, durable=False)
     return tree
+
+
+def _digest_of(pairs: list[tuple[str, str]]) -> str:
+    from blake3 import blake3
+
+    return blake3(
+        "".join(f"{p}\0{d}\n" for p, d in pairs).encode("utf-8", "surrogateescape")
+    ).hexdigest()
 
 
 def _tree_size(src: Path) -> int:

@@ -294,16 +294,29 @@ def local_module_names(py_relpaths: Iterable[str]) -> tuple[set[str], set[str]]:
 
 
 class EnvInfoCache:
-    """A JSON cache of per-file imports, the requirements they give, and platform facts."""
+    """A JSON cache of per-file imports, the requirements they give, and platform facts.
+
+    Beside it, a small summary keyed by the content of every .py file (the caller's
+    content key: the code's git tree and the digests of .py files stored as files):
+    when neither that nor the installed packages changed, the answer comes from the
+    summary and the per-file part, 100,000 entries in a big project, is never read.
+    """
 
     def __init__(self, path: Path, owner: Owner | None = None) -> None:
         self.path = path
+        self.summary_path = path.with_name(path.name + ".summary")
         self.owner = owner
         self._files: dict[str, list[object]] = {}
         self._requirements: dict[str, str] = {}
         self._platform: dict[str, object] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
         try:
-            data = json.loads(path.read_bytes())
+            data = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
             return  # missing or corrupt: start empty, the next save repairs it
         if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
@@ -316,6 +329,41 @@ class EnvInfoCache:
         if isinstance(plat, dict) and isinstance(plat.get("facts"), dict):
             self._platform = plat
 
+    def _summary_key(self, root: Path, content_key: str) -> str:
+        return _digest([content_key, packages_fingerprint(root), _machine_key()])
+
+    def _from_summary(self, key: str) -> tuple[str, dict[str, object]] | None:
+        try:
+            data = json.loads(self.summary_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if (
+            isinstance(data, dict)
+            and data.get("version") == _CACHE_VERSION
+            and data.get("key") == key
+            and isinstance(data.get("requirements"), str)
+            and isinstance(data.get("facts"), dict)
+        ):
+            return data["requirements"], data["facts"]
+        return None
+
+    def compute_keyed(
+        self, root: Path, py_files: Sequence[tuple[str, os.stat_result]], content_key: str
+    ) -> tuple[str, dict[str, object]]:
+        """compute, answered from the summary when content_key and the packages match."""
+        key = self._summary_key(root, content_key)
+        found = self._from_summary(key)
+        if found is not None:
+            return found
+        text, facts = self.compute(root, py_files)
+        blob = json.dumps(
+            {"version": _CACHE_VERSION, "key": key, "requirements": text, "facts": facts},
+            sort_keys=True,
+        ).encode()
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(self.summary_path, blob, self.owner, durable=False)
+        return text, copy.deepcopy(facts)
+
     def compute(
         self, root: Path, py_files: Sequence[tuple[str, os.stat_result]]
     ) -> tuple[str, dict[str, object]]:
@@ -324,6 +372,7 @@ class EnvInfoCache:
         Only files whose (size, mtime, ctime, inode) changed are parsed again; files
         changed in the last 2 s and symlinks are parsed every time.
         """
+        self._load()
         dirty = False
         racy_after = time.time_ns() - _RACY_NS
         files: dict[str, list[object]] = {}

@@ -21,7 +21,6 @@ folder is not captured (as in git).
 
 from __future__ import annotations
 
-import gc
 import os
 import stat
 from bisect import bisect_left
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datmo.core.ignore import IgnoreRules, Pattern
+from datmo.core.memory import gc_paused
 from datmo.errors import DatmoError, NotFound
 
 CODE, FILE = "code", "file"
@@ -147,13 +147,8 @@ class _Walk:
     def run(self) -> ScanResult:
         # The walk allocates a few objects per file and makes no cycles; left
         # on, the collector re-scans them all again and again (~20% of the walk).
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             entries = self._walk()
-        finally:
-            if paused:
-                gc.enable()
         self.skipped.sort(key=lambda s: s.path)
         return ScanResult(entries, self.skipped)
 

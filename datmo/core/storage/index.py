@@ -9,7 +9,6 @@ files were copied in by hand) brings the index up to date from the records.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import sqlite3
@@ -62,21 +61,6 @@ def _packed(doc: dict[str, Any]) -> str:
 
 def _unpacked(values: Any) -> Any:
     return dict(zip(FIELDS, values, strict=True)) if isinstance(values, list) else values
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """For decoding thousands of records: they form no reference cycles, so a collection
-    could free none of them, yet one runs every few hundred new objects and walks every
-    object the process holds (many, in a notebook or a long-lived tool using the SDK)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _sql_value(value: Any) -> Any:

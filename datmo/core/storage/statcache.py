@@ -26,7 +26,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
@@ -40,6 +40,10 @@ _HEADER = struct.Struct("<8sH4scI")
 _ORDER = sys.byteorder[0].encode()  # the int64 column is stored in native order
 _COLS = 6  # size, mtime_ns, ctime_ns, ino, mode, recorded_ns
 _U64 = 1 << 64
+
+
+def _miss(relpath: str, st: os.stat_result) -> None:
+    return None
 
 
 def _s64(n: int) -> int:
@@ -83,21 +87,33 @@ class StatCache:
 
     def lookup(self, relpath: str, st: os.stat_result, algo: str) -> str | None:
         """The recorded digest if the file is provably unchanged since it was hashed."""
+        return self.finder(algo)(relpath, st)
+
+    def finder(self, algo: str) -> Callable[[str, os.stat_result], str | None]:
+        """lookup for one algorithm, with the table bound: called once per file of a
+        100,000-file tree, where a method call and a table fetch per file add up."""
         t = self._load().get(algo)
-        row = None if t is None else t.index.get(relpath)
-        if t is None or row is None:
-            return None
-        n, b = t.nums, row * _COLS
-        if (
-            n[b] != st.st_size
-            or n[b + 1] != st.st_mtime_ns
-            or n[b + 2] != st.st_ctime_ns
-            or n[b + 3] != _s64(st.st_ino)
-            or n[b + 4] != st.st_mode
-            or st.st_mtime_ns >= n[b + 5] - RACY_NS  # racy: may have changed as we read it
-        ):
-            return None
-        return t.digests[row * t.width : (row + 1) * t.width].hex()
+        if t is None:
+            return _miss
+        index, nums, digests, width = t.index, t.nums, t.digests, t.width
+
+        def find(relpath: str, st: os.stat_result) -> str | None:
+            row = index.get(relpath)
+            if row is None:
+                return None
+            b = row * _COLS
+            if (
+                nums[b] != st.st_size
+                or nums[b + 1] != st.st_mtime_ns
+                or nums[b + 2] != st.st_ctime_ns
+                or nums[b + 3] != _s64(st.st_ino)
+                or nums[b + 4] != st.st_mode
+                or st.st_mtime_ns >= nums[b + 5] - RACY_NS  # racy: may have changed as read
+            ):
+                return None
+            return digests[row * width : (row + 1) * width].hex()
+
+        return find
 
     def record(
         self, relpath: str, st: os.stat_result, algo: str, digest: str, recorded_ns: int
