@@ -175,10 +175,11 @@ def _builtin_id(ctx: ProjectContext, name: str) -> str:
     cache = store.path("cache", f"builtin-{name}")
     try:
         cached_key, env_id = cache.read_text().split()
-        if cached_key == key and store.path(store.entity_path(KIND, env_id)).is_file():
-            return env_id
     except (OSError, ValueError):
         pass  # no cache yet, or a damaged one: it is only a shortcut
+    else:
+        if cached_key == key and store.path(store.entity_path(KIND, env_id)).is_file():
+            return get(ctx, env_id).id  # read, so a damaged record is named as before
     env_id = _register_builtin(ctx, name).id
     with contextlib.suppress(OSError):
         atomic_write_bytes(cache, f"{key} {env_id}\n".encode(), store.owner, durable=False)
