@@ -122,12 +122,22 @@ How the figures are taken:
 """
 
 
+# What follows this line in the document is written by hand (figures make bench cannot
+# take, such as the GPU check) and is kept when the document is written again.
+KEPT = "<!-- Written by hand below this line; make bench keeps it. -->"
+
+
 def write_doc(
     path: Path,
     sections: Sequence[Section],
     info: list[tuple[str, str]],
     mode: str,
 ) -> None:
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        if KEPT in old:
+            kept = old[old.index(KEPT) :]
     rows = [r for s in sections for r in s.rows]
     parts = [DOC_INTRO, f"## Results ({mode})\n", markdown_table(rows), ""]
     parts += ["## Machine\n", "| | |", "|---|---|"]
@@ -138,5 +148,7 @@ def write_doc(
         parts.append(f"### {s.title}\n")
         parts += [f"- {d}" for d in s.details]
         parts.append("")
+    if kept:
+        parts.append(kept.rstrip("\n") + "\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
