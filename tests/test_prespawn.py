@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import datmo_subprocess
 
+from datmo.cli.entry import exit_code
 from datmo.core.prespawn import executor_hint
 
 
@@ -79,3 +80,21 @@ def test_outside_a_project_no_supervisor_is_left(tmp_path: Path) -> None:
     done = datmo_subprocess("run", "true", cwd=tmp_path)
     assert done.returncode != 0 and "datmo init" in done.stderr
     _none_left(tmp_path)
+
+
+@pytest.mark.parametrize(("value", "code"), [(None, 0), (0, 0), (3, 3), (125, 125), (256, 0)])
+def test_console_script_exit_codes(value: object, code: int) -> None:
+    assert exit_code(value) == code
+
+
+def test_console_script_exit_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code("went wrong") == 1
+    assert capsys.readouterr().err == "went wrong\n"
+
+
+def test_console_script_output_survives_a_fast_exit(project: Path) -> None:
+    # The console script ends with os._exit: what it printed must all be there.
+    done = datmo_subprocess("snapshot", "ls", "--format", "json", cwd=project)
+    assert done.returncode == 0 and json.loads(done.stdout) == []
+    closed = datmo_subprocess("nosuchcommand", cwd=project)
+    assert closed.returncode == 2 and closed.stderr.startswith("datmo: error:")
