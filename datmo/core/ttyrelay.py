@@ -69,7 +69,10 @@ class RelayServer:
     def _read(self, conn: socket.socket) -> None:
         header = b""
         while not header.endswith(b"\n"):
-            byte = conn.recv(1)
+            try:
+                byte = conn.recv(1)
+            except OSError:  # closed by close() from another thread as the run ends
+                return
             if not byte:
                 return
             header += byte
