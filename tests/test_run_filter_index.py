@@ -8,6 +8,7 @@ filled again."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 from collections.abc import Callable
@@ -176,3 +177,36 @@ def test_fsck_finds_and_repairs_damaged_filter_values(
     assert found.exit_code != 0 and "run index disagrees" in found.stdout  # ...fsck checks it
     assert cli("fsck", "--repair").exit_code == 0
     assert {r.id for r in runs.ls(ctx, "acc>0.5")} == want
+
+
+def test_a_damaged_record_is_left_out_and_counted(
+    many: tuple[Any, list[Run]], cli: Callable[..., Any]
+) -> None:
+    ctx, made = many
+    assert len(runs.ls(ctx)) == len(made)  # indexed, then damaged by hand below
+    path = ctx.store.dir / "runs" / f"{made[0].id}.json"
+    good = path.read_text()
+    doc = json.loads(good)
+    doc["status"] = 7
+    _replace(path, json.dumps(doc))
+    listed = cli("ls", "--format", "json")
+    assert listed.exit_code == 0
+    assert made[0].id not in {d["id"] for d in json.loads(listed.stdout)}  # no stale row
+    assert len(json.loads(listed.stdout)) == len(made) - 1
+    assert "1 run record(s) could not be read and are not listed; run 'datmo fsck'" in (
+        listed.stderr
+    )
+    assert runs.unlisted(ctx) == 1  # still counted when the index is fresh
+    found = cli("fsck")
+    assert found.exit_code != 0 and made[0].id[:8] in found.stdout
+    _replace(path, good)  # mended
+    assert runs.unlisted(ctx) == 0 and len(runs.ls(ctx)) == len(made)
+    assert cli("ls").stderr == ""
+
+
+def _replace(path: Path, text: str) -> None:
+    # As an editor that saves by renaming (and datmo itself) does: the folder changes,
+    # which is what tells the index to look again. (An edit in place is found by fsck.)
+    tmp = path.with_name(".edit.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

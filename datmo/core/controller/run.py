@@ -90,6 +90,15 @@ def ls(
         idx.close()
 
 
+def unlisted(ctx: ProjectContext) -> int:
+    """Run records too damaged to list ('datmo fsck' names them)."""
+    idx = index(ctx)
+    try:
+        return idx.damaged()
+    finally:
+        idx.close()
+
+
 def request_stop(ctx: ProjectContext, run: Run) -> bool:
     """Ask a run's supervisor to stop the task; False when no supervisor answers."""
     sup = run.supervisor

@@ -255,21 +255,30 @@ class RunIndex:
                     present[entry.name[:-5]] = entry.stat().st_mtime_ns
         stale = [i for i, m in present.items() if known.get(i) != m]
         gone = [i for i in known if i not in present]
-        docs = []
+        docs, damaged = [], []
         for run_id in stale:
             try:
                 doc = self.store.read_entity("runs", run_id)
                 Run.from_dict(doc)  # a record of the wrong shape is left out too
             except CorruptStore:
-                continue  # fsck reports it; listing shows the rest
+                damaged.append(run_id)  # fsck names it; listing shows the rest and says so
+                continue
             docs.append(doc)
         if docs:
             self._upsert_many(docs, present.__getitem__)
-        if gone:
+        if gone or damaged:  # a record damaged since it was indexed loses its old row
             with self._tx():
-                self._delete(gone)
+                self._delete(gone + damaged)
         self._note_folder()
+        # Never indexed, damaged records are stale at every sync, so this counts them all.
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('damaged', ?)", (len(damaged),))
         return len(docs) + len(gone)
+
+    def damaged(self) -> int:
+        """How many run records the last refresh could not read (and does not list)."""
+        self.refresh()
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'damaged'").fetchone()
+        return int(row[0]) if row else 0
 
     def rebuild(self) -> int:
         self.close()
