@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from datmo.core import envinfo
+from datmo.core import envcache, envinfo
+from datmo.core.envcache import EnvInfoCache
 from datmo.core.envinfo import (
     REQUIREMENTS_HEADER,
-    EnvInfoCache,
     definition_id,
     imports_of,
     platform_facts,
@@ -210,7 +210,7 @@ def test_gpus_fall_back_to_proc_when_nvidia_smi_fails(
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Count the expensive calls; files are not racy so the stat key alone decides."""
-    monkeypatch.setattr(envinfo, "_RACY_NS", 0)
+    monkeypatch.setattr(envcache, "_RACY_NS", 0)
     calls = {"imports_of": 0, "requirements_for": 0, "platform_facts": 0}
     for name in calls:
         real = getattr(envinfo, name)
@@ -291,7 +291,7 @@ def test_cache_notices_same_size_rewrite_with_restored_mtime(
 def test_recent_files_are_not_trusted_from_cache(
     tmp_path: Path, counted: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(envinfo, "_RACY_NS", 3600 * 10**9)
+    monkeypatch.setattr(envcache, "_RACY_NS", 3600 * 10**9)
     root = tmp_path / "proj"
     _write(root, {"a.py": "import yaml\n"})
     cache = EnvInfoCache(tmp_path / "envinfo.json")

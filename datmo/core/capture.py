@@ -59,7 +59,7 @@ def capture_tree(
 
 def _capture(ctx: ProjectContext, extras: list[tuple[Path, str]], root: Path | None) -> Captured:
     from datmo.core.controller import environment
-    from datmo.core.envinfo import EnvInfoCache
+    from datmo.core.envcache import EnvInfoCache
 
     store = ctx.store
     tree = root or ctx.root

@@ -15,8 +15,9 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from datmo.core import gitformat
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
 from datmo.errors import CorruptStore, DatmoError, DiskFull
 
@@ -39,8 +40,6 @@ CONFIG = {
     "core.fsync": "committed",  # git >= 2.36: what gc writes (packs, packed-refs) is durable
     "gc.auto": "0",  # datmo decides when to gc, under its project lock
 }
-_FILE_MODES = {"100644", "100755", "120000"}
-_KINDS = {b"blob", b"tree", b"commit", b"tag"}
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 # git check-ref-format, minus rules that datmo's own ref names never come near.
 _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|[/.]$")
@@ -50,20 +49,10 @@ _ENV |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _NO_GIT = "git is not installed; install git (https://git-scm.com/downloads) and try again"
 
 
-def _bad_name(name: str) -> bool:
-    return name in ("", ".", "..") or name.lower() == ".git"
-
-
 def _oserror(e: OSError, what: str) -> DatmoError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"disk full while writing {what}; free some space and try again")
     return DatmoError(f"cannot write {what}: {e.strerror or e}")
-
-
-def _sha1(data: bytes = b"") -> Any:
-    import hashlib  # ~5 ms to load (OpenSSL); an unchanged re-snapshot hashes nothing
-
-    return hashlib.sha1(data)
 
 
 class ShadowRepo:
@@ -135,7 +124,7 @@ class ShadowRepo:
         return proc
 
     def blob_id(self, data: bytes) -> str:
-        return _sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        return gitformat.object_id(b"blob", data)
 
     def write_blob(self, data: bytes) -> str:
         return self._write_object(b"blob", data)
@@ -156,48 +145,14 @@ class ShadowRepo:
 
     def write_tree(self, entries: Mapping[str, tuple[str, str]]) -> str:
         """Write the nested trees for relpath -> (mode, blob id); return the root tree id."""
-        # folder relpath -> [(sort key, entry bytes)]; git sorts a subtree as "name/".
-        dirs: dict[str, list[tuple[bytes, bytes]]] = {"": []}
-        for path, (mode, sha) in entries.items():
-            digest = bytes.fromhex(sha)
-            folder, _, name = path.rpartition("/")
-            if mode not in _FILE_MODES or len(digest) != 20 or _bad_name(name) or path[0] == "/":
-                raise ValueError(f"bad tree entry {path!r}: {mode} {sha}")
-            bname = os.fsencode(name)
-            listing = dirs.get(folder)
-            if listing is None:
-                if any(_bad_name(part) for part in folder.split("/")):
-                    raise ValueError(f"bad folder name in {path!r}")
-                listing = dirs[folder] = []
-                up = folder.rpartition("/")[0]
-                while up not in dirs:  # register the missing parent folders
-                    dirs[up] = []
-                    up = up.rpartition("/")[0]
-            listing.append((bname, mode.encode() + b" " + bname + b"\0" + digest))
-        if clash := sorted(dirs.keys() & entries.keys()):
-            raise ValueError(f"{clash[0]!r} is both a file and a folder")
-        # Deepest folders first, so each subtree id is known before its parent is built.
-        for folder in sorted(dirs, key=lambda d: d.count("/") if d else -1, reverse=True):
-            listing = sorted(dirs[folder])
-            tree = self._write_object(b"tree", b"".join(entry for _, entry in listing))
-            if folder:
-                parent, _, name = folder.rpartition("/")
-                n = os.fsencode(name)
-                dirs[parent].append((n + b"/", b"40000 " + n + b"\0" + bytes.fromhex(tree)))
-        return tree
+        return gitformat.build_trees(entries, self._write_object)
 
     def commit(
         self, tree: str, message: str, parents: Sequence[str] = (), when: datetime | None = None
     ) -> str:
         if missing := [sha for sha in (tree, *parents) if not self.has_object(sha)]:
             raise self._corrupt(missing[0], "is missing")
-        if when is None or when.tzinfo is None:  # naive means local time
-            when = (when or datetime.now()).astimezone()
-        stamp = (int(when.timestamp()), when.strftime("%z").encode())  # %z: "+0530", as git has it
-        who = b"datmo <datmo@localhost> %d %s" % stamp
-        lines = [b"tree " + tree.encode()] + [b"parent " + p.encode() for p in parents]
-        lines += [b"author " + who, b"committer " + who, b"", message.rstrip("\n").encode()]
-        return self._write_object(b"commit", b"\n".join(lines) + b"\n")
+        return self._write_object(b"commit", gitformat.commit_body(tree, message, parents, when))
 
     def sync(self) -> None:
         """fsync the objects written so far, deferred to one burst; update_ref calls it."""
@@ -214,12 +169,10 @@ class ShadowRepo:
         return self._objects / sha[:2] / sha[2:]
 
     def _write_object(self, kind: bytes, body: bytes) -> str:
-        header = b"%s %d\0" % (kind, len(body))
-        h = _sha1(header)
-        h.update(body)
-        sha = h.hexdigest()
+        header = gitformat.header(kind, len(body))
+        sha = gitformat.object_id(kind, body)
         path = self._loose_path(sha)
-        if os.path.exists(path) or self._in_packs(h.digest()):
+        if os.path.exists(path) or self._in_packs(bytes.fromhex(sha)):
             return sha
         z = zlib.compressobj(1)  # level 1: several times faster than git's default, a bit larger
         try:
@@ -319,19 +272,15 @@ class ShadowRepo:
                 kind, body = objs[sha]
                 if kind != "tree":
                     raise self._corrupt(sha, f"is a {kind}, not a tree")
-                pos = 0
-                while pos < len(body):
-                    space = body.find(b" ", pos)
-                    nul = body.find(b"\0", space + 1)
-                    if space < 0 or nul < 0 or nul + 21 > len(body):
-                        raise self._corrupt(sha, "is a damaged tree")
-                    mode, child = body[pos:space].decode("latin-1"), body[nul + 1 : nul + 21].hex()
-                    path = prefix + os.fsdecode(body[space + 1 : nul])
+                try:
+                    listing = gitformat.parse_tree(body)
+                except ValueError:
+                    raise self._corrupt(sha, "is a damaged tree") from None
+                for mode, name, child in listing:
                     if mode == "40000":
-                        below.append((path + "/", child))
+                        below.append((prefix + name + "/", child))
                     else:
-                        out[path] = (mode, child)
-                    pos = nul + 21
+                        out[prefix + name] = (mode, child)
             level = below
         return out
 
@@ -367,9 +316,8 @@ class ShadowRepo:
         return out
 
     def _verified(self, sha: str, kind: bytes, body: bytes) -> tuple[str, bytes]:
-        h = _sha1(b"%s %d\0" % (kind, len(body)))  # rebuilt: a wrong size fails too
-        h.update(body)
-        if kind not in _KINDS or h.hexdigest() != sha:
+        # The header is rebuilt, so a wrong size fails too.
+        if kind not in gitformat.KINDS or gitformat.object_id(kind, body) != sha:
             raise self._corrupt(sha, "is damaged (its content does not match its id)")
         return kind.decode(), body
 
@@ -381,18 +329,8 @@ class ShadowRepo:
         mtime = pack_dir.stat().st_mtime_ns if pack_dir.is_dir() else None
         if mtime != self._packs[0]:  # a gc added or removed packs since we last looked
             found = [p.read_bytes() for p in sorted(pack_dir.glob("*.idx"))]
-            self._packs = (mtime, [i for i in found if i[:8] == b"\xfftOc\x00\x00\x00\x02"])
-        first = digest[0]
-        for idx in self._packs[1]:  # header 8 bytes, fanout 256 x uint32, then sorted 20-byte ids
-            lo = int.from_bytes(idx[4 + 4 * first : 8 + 4 * first], "big") if first else 0
-            hi = int.from_bytes(idx[8 + 4 * first : 12 + 4 * first], "big")
-            while lo < hi:
-                mid = (lo + hi) // 2
-                probe = idx[1032 + 20 * mid : 1052 + 20 * mid]
-                if probe == digest:
-                    return True
-                lo, hi = (mid + 1, hi) if probe < digest else (lo, mid)
-        return False
+            self._packs = (mtime, [i for i in found if gitformat.is_pack_index(i)])
+        return any(gitformat.pack_index_has(idx, digest) for idx in self._packs[1])
 
     def fsck(self) -> list[str]:
         """Problem lines from `git fsck --full --strict`; [] when sound. Dangling is no problem."""
