@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,17 @@ def runs(cli: Callable[..., Result]) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     docs: list[dict[str, Any]] = json.loads(result.stdout)
     return docs
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """check()'s first true value, polled every 0.1 s; the test fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def run_doc(cli: Callable[..., Result], run_id: str) -> dict[str, Any]:

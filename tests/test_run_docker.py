@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_doc, runs
+from conftest import run_doc, runs, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -63,16 +63,6 @@ def theirs(
     (foreign_project / "Dockerfile").write_text(DOCKERFILE)
     yield foreign_project
     _remove_containers(foreign_project)
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def containers_of(run_id: str) -> list[str]:

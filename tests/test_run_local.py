@@ -16,22 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_doc, runs
+from conftest import run_doc, runs, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = ("--executor", "local")
 # A task that ends promptly on SIGTERM, and is still there long enough to be stopped.
 LONG = "echo started; sleep 30"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def detached(cli: Callable[..., Any], *args: str) -> str:

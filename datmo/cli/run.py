@@ -202,8 +202,8 @@ def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> No
     from datmo.core.controller import run as runs
     from datmo.core.project import open_project
 
-    ctx = open_project()
-    rows = [run_row(r) for r in runs.ls(ctx, filter_, sort, limit)]
+    found, damaged = runs.listing(open_project(), filter_, sort, limit)
+    rows = [run_row(r) for r in found]
     cols = [
         "id",
         "type",
@@ -225,7 +225,6 @@ def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> No
             cmd = row["command"]
             row["command"] = cmd if len(cmd) <= 40 else cmd[:37] + "..."
     echo(render(rows, cols, fmt))
-    damaged = runs.unlisted(ctx)
     if damaged:
         note(f"{damaged} run record(s) could not be read and are not listed; run 'datmo fsck'")
 

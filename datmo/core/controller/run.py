@@ -78,6 +78,16 @@ def ls(
     sort: str | None = None,
     limit: int | None = None,
 ) -> list[Run]:
+    return listing(ctx, filter, sort, limit)[0]
+
+
+def listing(
+    ctx: ProjectContext,
+    filter: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[Run], int]:
+    """(the runs, how many records are too damaged to list: 'datmo fsck' names them)."""
     where, params = compile_filter(filter)
     order, order_params = compile_sort(sort)
     if limit is not None and limit < 1:
@@ -85,16 +95,8 @@ def ls(
     idx = index(ctx)
     try:
         with gc_paused():
-            return [effective(r) for r in idx.query(where, params, order, order_params, limit)]
-    finally:
-        idx.close()
-
-
-def unlisted(ctx: ProjectContext) -> int:
-    """Run records too damaged to list ('datmo fsck' names them)."""
-    idx = index(ctx)
-    try:
-        return idx.damaged()
+            found = [effective(r) for r in idx.query(where, params, order, order_params, limit)]
+        return found, idx.damaged()
     finally:
         idx.close()
 

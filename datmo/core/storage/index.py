@@ -276,7 +276,6 @@ class RunIndex:
 
     def damaged(self) -> int:
         """How many run records the last refresh could not read (and does not list)."""
-        self.refresh()
         row = self.db.execute("SELECT value FROM meta WHERE key = 'damaged'").fetchone()
         return int(row[0]) if row else 0
 
