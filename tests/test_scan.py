@@ -312,7 +312,8 @@ def test_paths_with_spaces_and_unicode(tmp_path: Path, tree: Tree) -> None:
 
 def test_empty_folders_are_not_entries(tmp_path: Path) -> None:
     (tmp_path / "empty" / "deeper").mkdir(parents=True)
-    assert scan(tmp_path) == ScanResult([], [])
+    result = scan(tmp_path)
+    assert (result.entries, result.skipped) == ([], [])
 
 
 def test_the_root_may_be_a_symlink(tmp_path: Path, tree: Tree) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datmo.core.memory import gc_paused
 from datmo.core.project import ProjectContext
@@ -15,16 +16,21 @@ from datmo.core.scan import ScanResult, scan
 from datmo.core.state import TreeState, bytes_to_store, describe, file_mode
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.statcache import StatCache
+from datmo.core.treestamp import Outcome, TreeStamp, stamp_key
+
+if TYPE_CHECKING:
+    from datmo.core.envcache import EnvInfoCache
 
 
 @dataclass
 class Captured:
-    state: TreeState
     code_id: str
     files_id: str
     environment_id: str | None
     requirements_id: str | None
     platform: dict[str, Any]
+    code_count: int
+    file_count: int
     total_bytes: int
     skipped: list[list[str]]
 
@@ -54,15 +60,53 @@ def capture_tree(
     root: another tree to capture instead of the project (a rerun's scratch copy).
     """
     with gc_paused():  # per-file objects by the hundred thousand, and no cycles
-        return _capture(ctx, extras, root)
+        own = root is None or root == ctx.root
+        if own and not extras:
+            found = _from_stamp(ctx)
+            if found is not None:
+                return found
+        return _capture(ctx, extras, root or ctx.root, stamp=own and not extras)
 
 
-def _capture(ctx: ProjectContext, extras: list[tuple[Path, str]], root: Path | None) -> Captured:
-    from datmo.core.controller import environment
-    from datmo.core.envcache import EnvInfoCache
+def _stamp_path(ctx: ProjectContext) -> Path:
+    return ctx.store.path("cache", "treestamp")
 
+
+def _from_stamp(ctx: ProjectContext) -> Captured | None:
+    """The last capture's outcome, if the tree provably has not changed since."""
     store = ctx.store
-    tree = root or ctx.root
+    stamp = TreeStamp.load(_stamp_path(ctx), stamp_key(ctx.info.file_threshold))
+    if stamp is None or not stamp.holds(os.fspath(ctx.root)):
+        return None
+    o, objects = stamp.outcome, store.objects
+    if not (
+        store.git.has_object(o.code_id)
+        and objects.has(o.files_id)
+        and all(map(objects.has, o.file_digests))
+    ):
+        return None  # removed since (gc drops the stamp first; this is for hands in .datmo)
+    env = _env_cache(ctx).cached(ctx.root, o.content_key)
+    if env is None:
+        return None  # the installed packages changed: the full capture recomputes
+    requirements, platform = env
+    return Captured(
+        code_id=o.code_id,
+        files_id=o.files_id,
+        environment_id=_environment(ctx),
+        requirements_id=store.objects.put_bytes(requirements.encode()),
+        platform=platform,
+        code_count=o.code_count,
+        file_count=o.file_count,
+        total_bytes=o.total_bytes,
+        skipped=o.skipped,
+    )
+
+
+def _capture(
+    ctx: ProjectContext, extras: list[tuple[Path, str]], tree: Path, stamp: bool
+) -> Captured:
+    store = ctx.store
+    started = time.time_ns()  # before any rules file is read: see treestamp.py
     result = scan(tree, ctx.info.file_threshold)
     # A scratch tree gets a throwaway cache: its paths would only evict the project's entries.
     cache = stat_cache(ctx) if tree == ctx.root else StatCache(tree.parent / f".{tree.name}.stat")
@@ -77,16 +121,17 @@ def _capture(ctx: ProjectContext, extras: list[tuple[Path, str]], root: Path | N
         state.extra.update(_capture_extra(ctx, src, dest))
     code_id = _code_tree(ctx, state)
     files_id = store.objects.put_bytes(state.manifest_bytes())
-    env_id = environment.in_use(ctx)
     py_files = [
         (e.path, e.st)
         for e in result.entries
         if e.path.endswith(".py") and stat.S_ISREG(e.st.st_mode)  # never follow a link out
     ]
-    env_cache = EnvInfoCache(store.path("cache", "envinfo.json"), store.owner)
+    env_cache = _env_cache(ctx)
+    content_key = ""
     if any(stat.S_ISLNK(st.st_mode) for _, st in py_files):
         # A symlinked .py file's target can change without its link changing.
         requirements, platform = env_cache.compute(tree, py_files)
+        stamp = False  # nor would a stamp see it
     else:
         # The content of every .py file: in the code's tree, or among the stored files.
         stored = [(p, state.files[p][0]) for p, _ in py_files if p in state.files]
@@ -94,16 +139,46 @@ def _capture(ctx: ProjectContext, extras: list[tuple[Path, str]], root: Path | N
         requirements, platform = env_cache.compute_keyed(tree, py_files, content_key)
     requirements_id = store.objects.put_bytes(requirements.encode())
     total = sum(e.st.st_size for e in result.entries) + sum(v[1] for v in state.extra.values())
+    skipped = [[s.path, s.reason] for s in result.skipped if s.path != ".datmo"]
+    if stamp:
+        outcome = Outcome(
+            code_id=code_id,
+            files_id=files_id,
+            code_count=len(state.code),
+            file_count=len(state.files),
+            total_bytes=total,
+            skipped=skipped,
+            content_key=content_key,
+            file_digests=[d for d, _, _ in state.files.values()],
+        )
+        made = TreeStamp.of(result, outcome, stamp_key(ctx.info.file_threshold), started)
+        if made is None:
+            store.remove("cache/treestamp")  # what the last one vouched for is gone anyway
+        else:
+            made.save(_stamp_path(ctx), store.owner)
     return Captured(
-        state=state,
         code_id=code_id,
         files_id=files_id,
-        environment_id=env_id,
+        environment_id=_environment(ctx),
         requirements_id=requirements_id,
         platform=platform,
+        code_count=len(state.code),
+        file_count=len(state.files) + len(state.extra),
         total_bytes=total,
-        skipped=[[s.path, s.reason] for s in result.skipped if s.path != ".datmo"],
+        skipped=skipped,
     )
+
+
+def _environment(ctx: ProjectContext) -> str:
+    from datmo.core.controller import environment
+
+    return environment.in_use(ctx)
+
+
+def _env_cache(ctx: ProjectContext) -> EnvInfoCache:
+    from datmo.core.envcache import EnvInfoCache
+
+    return EnvInfoCache(ctx.store.path("cache", "envinfo.json"), ctx.store.owner)
 
 
 def _code_tree(ctx: ProjectContext, state: TreeState) -> str:

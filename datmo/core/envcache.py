@@ -129,6 +129,10 @@ class EnvInfoCache:
             return data["requirements"], data["facts"]
         return None
 
+    def cached(self, root: Path, content_key: str) -> tuple[str, dict[str, object]] | None:
+        """compute_keyed's answer if the summary has it (nothing is computed)."""
+        return self._from_summary(self._summary_key(root, content_key))
+
     def compute_keyed(
         self, root: Path, py_files: Sequence[tuple[str, os.stat_result]], content_key: str
     ) -> tuple[str, dict[str, object]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import stat
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datmo.core.ignore import IgnoreRules, Pattern
@@ -78,10 +78,22 @@ class Skipped:
     reason: str
 
 
+# A listed folder: its path ("" for the root), its children's names (sorted), which
+# of them are folders, and its entries (in the same order). What a tree stamp
+# (treestamp.py) checks again later.
+Listed = tuple[str, list[str], list[str], list[Entry]]
+
+
 @dataclass
 class ScanResult:
     entries: list[Entry]  # sorted by path
     skipped: list[Skipped]  # sorted by path
+    folders: list[Listed] = field(default_factory=list)  # in no particular order
+    venvs: list[str] = field(default_factory=list)  # folders left out as virtual environments
+    # False when the walk met something a stamp cannot vouch for later: a path that
+    # vanished mid-walk, an unreadable one, a fifo, socket or device, or a rules file
+    # (.gitignore, .datmoignore) that is itself left out.
+    stable: bool = True
 
 
 def datmo_rules(root: Path, extra_rules: str = "") -> IgnoreRules:
@@ -143,6 +155,9 @@ class _Walk:
         self.threshold = threshold
         self.rules = rules
         self.skipped: list[Skipped] = []
+        self.folders: list[Listed] = []
+        self.venvs: list[str] = []
+        self.stable = True
 
     def run(self) -> ScanResult:
         # The walk allocates a few objects per file and makes no cycles; left
@@ -150,7 +165,7 @@ class _Walk:
         with gc_paused():
             entries = self._walk()
         self.skipped.sort(key=lambda s: s.path)
-        return ScanResult(entries, self.skipped)
+        return ScanResult(entries, self.skipped, self.folders, self.venvs, self.stable)
 
     def _walk(self) -> list[Entry]:
         first = self._list(_Folder(self.top, "", None, False, True, self.rules))
@@ -178,6 +193,7 @@ class _Walk:
         try:
             fd = os.open(folder.path, flags)
         except FileNotFoundError:
+            self.stable = False
             return None
         except OSError as err:
             self._skip(folder.rel, err)
@@ -195,8 +211,9 @@ class _Walk:
         except OSError as err:
             self._skip(rel, err)
             return None
-        if not folder.vouched and ("pyvenv.cfg" in names or _is_dir_at(fd, "conda-meta", names)):
+        if not folder.vouched and is_venv(fd, names):
             skipped.append(Skipped(rel, "virtual environment"))
+            self.venvs.append(rel)
             return None
         names.sort()
         git = folder.git
@@ -210,9 +227,12 @@ class _Walk:
         # Decided once per folder, as if every child were a file (folders are
         # decided again below): usually nothing matches at all.
         left_out = _hits(rules.decide(names, prefix, False))
+        if left_out and (".gitignore" in left_out or (not rel and DATMOIGNORE in left_out)):
+            self.stable = False  # rules read from a file that is not captured, nor watched
         live_git = None if ignored else git  # inside an ignored folder all is FILE anyway
         gitignored = _hits(live_git.decide(names, prefix, False)) if live_git else {}
         entries, dirs = self._entries(fd, names, prefix, ignored, left_out, gitignored)
+        self.folders.append((rel, names, dirs, entries))
         listing: _Listing = []
         if not dirs:
             listing.append((entries, None))
@@ -255,6 +275,7 @@ class _Walk:
             try:
                 st = lstat(name, dir_fd=fd)  # by name in the open folder: no path to resolve
             except FileNotFoundError:
+                self.stable = False
                 continue  # deleted while we looked: it is simply not there
             except OSError as err:
                 self._skip(prefix + name, err)
@@ -272,6 +293,7 @@ class _Walk:
                 category = file if ignored else code
             else:
                 skipped.append(Skipped(prefix + name, "not a regular file"))
+                self.stable = False
                 continue
             if gitignored and name in gitignored:
                 category = file
@@ -279,6 +301,7 @@ class _Walk:
         return entries, dirs
 
     def _skip(self, rel: str, err: OSError) -> None:
+        self.stable = False
         reason = "permission denied" if isinstance(err, PermissionError) else "unreadable"
         self.skipped.append(Skipped(rel, reason))
 
@@ -289,6 +312,11 @@ def _dir_key(name: str) -> str:
 
 def _path(entry: Entry) -> str:
     return entry.path
+
+
+def is_venv(fd: int, names: list[str]) -> bool:
+    """Whether the open folder holding `names` is a virtual environment (venv, conda)."""
+    return "pyvenv.cfg" in names or _is_dir_at(fd, "conda-meta", names)
 
 
 def _is_dir_at(fd: int, name: str, names: list[str]) -> bool:

@@ -76,6 +76,10 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
     store = ctx.store
     now = time.time()
     with store.lock():
+        if not dry_run:
+            # The tree stamp vouches for objects without checking each: drop it before
+            # anything it may name is deleted (the next snapshot writes a new one).
+            store.remove("cache/treestamp")
         try:
             live = live_objects(ctx)
             candidates = list(store.objects.iter_digests())

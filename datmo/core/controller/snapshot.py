@@ -118,8 +118,8 @@ def create(
             hidden=hidden,
             parent_id=parent.id if parent else None,
             run_id=run_id,
-            file_count=len(captured.state.files) + len(captured.state.extra),
-            code_count=len(captured.state.code),
+            file_count=captured.file_count,
+            code_count=captured.code_count,
             total_bytes=captured.total_bytes,
             skipped=captured.skipped[:MAX_SKIPPED_RECORDED],
         )
