@@ -18,6 +18,7 @@ import pytest
 from conftest import write_tree
 
 from datmo.core import capture, treestamp
+from datmo.core import scan as scan_module
 from datmo.core.project import open_project
 from datmo.core.treestamp import TreeStamp, stamp_key
 
@@ -84,7 +85,7 @@ def _no_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*a: object, **k: object) -> None:
         raise AssertionError("the tree was walked in full")
 
-    monkeypatch.setattr(capture, "scan", fail)
+    monkeypatch.setattr(scan_module, "scan", fail)
 
 
 def test_unchanged_tree_is_answered_from_the_stamp(
@@ -232,8 +233,8 @@ def test_missing_objects_mean_a_full_capture(
     assert stamp is not None and stamp.outcome.file_digests
     ctx.store.objects.path(stamp.outcome.file_digests[0]).unlink()
     walked: list[bool] = []
-    real = capture.scan
-    monkeypatch.setattr(capture, "scan", lambda *a, **k: walked.append(True) or real(*a, **k))
+    real = scan_module.scan
+    monkeypatch.setattr(scan_module, "scan", lambda *a, **k: walked.append(True) or real(*a, **k))
     capture.capture_tree(ctx, [])
     assert walked and ctx.store.objects.has(stamp.outcome.file_digests[0])
 

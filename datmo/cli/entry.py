@@ -1,4 +1,5 @@
-"""The `datmo` console script: start a run's supervisor early, then the CLI."""
+"""The `datmo` console script: a quick path for one command, else start a run's
+supervisor early, then the CLI."""
 
 from __future__ import annotations
 
@@ -7,16 +8,10 @@ import sys
 
 
 def main() -> None:
-    from datmo.core.prespawn import start_early
+    from datmo.cli.quick import run
 
-    start_early(sys.argv[1:])
-    from datmo.cli.main import main as cli_main
-
-    try:
-        cli_main()
-        code = 0
-    except SystemExit as e:
-        code = exit_code(e.code)
+    quick = run(sys.argv[1:])
+    code = quick if quick is not None else _cli()
     # Skip the interpreter's teardown, ~10 ms of freeing every module one by one: by now
     # every file datmo wrote is closed (context managers), no thread holds work, and no
     # exit handler is registered. Only the standard streams may hold buffered output.
@@ -26,6 +21,19 @@ def main() -> None:
         except (OSError, ValueError):  # a closed pipe: what it held is already lost
             code = code or 141
     os._exit(code)
+
+
+def _cli() -> int:
+    from datmo.core.prespawn import start_early
+
+    start_early(sys.argv[1:])
+    from datmo.cli.main import main as cli_main
+
+    try:
+        cli_main()
+        return 0
+    except SystemExit as e:
+        return exit_code(e.code)
 
 
 def exit_code(value: object) -> int:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
 import click
 
 from datmo import __version__
-from datmo.errors import DatmoError
+from datmo.cli.console import one_line, report
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -77,11 +76,6 @@ def version() -> None:
     click.echo(f"datmo {__version__}")
 
 
-def one_line(text: str) -> str:
-    """Errors are one line: control characters from user input are shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 RUN_COMMANDS = ("run", "rerun", "notebook", "jupyterlab", "rstudio", "terminal")
 
 
@@ -107,35 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         click.echo(f"datmo: error: {one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except click.Abort:
         if debug:
             raise
-        click.echo("datmo: interrupted", err=True)
-        sys.exit(130)
-    except DatmoError as e:
-        if debug:
-            raise
-        click.echo(f"datmo: error: {one_line(str(e))}", err=True)
-        sys.exit(e.exit_code)
-    except BrokenPipeError:
-        sys.exit(141)
-    except OSError as e:
-        # The system refused something (a name too long, a read-only folder): say what.
-        if debug:
-            raise
-        where = f": {e.filename}" if e.filename else ""
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        click.echo(
-            f"datmo: error: {one_line(e.strerror or str(e))}{one_line(str(where))}", err=True
-        )
-        sys.exit(4 if full else 1)
-    except Exception as e:
-        if debug:
-            raise
-        click.echo(
-            f"datmo: unexpected error: {e.__class__.__name__}: {one_line(str(e))} "
-            "(run with --debug for details, and please report it)",
-            err=True,
-        )
-        sys.exit(1)
+        sys.exit(report(KeyboardInterrupt(), debug=False))
+    except (Exception, KeyboardInterrupt) as e:
+        sys.exit(report(e, debug))
     sys.exit(0)

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from datmo.cli.console import printable
+
 FORMATS = ("table", "json", "csv")
 
 format_option = click.option(
@@ -58,11 +60,6 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> 
         tablefmt="simple",
         disable_numparse=True,
     )
-
-
-def printable(text: str) -> str:
-    """File names that are not UTF-8 (surrogate escapes) are shown, never a crash."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def echo(text: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from datmo.cli.output import echo, format_option, note, render
+from datmo.cli.quick import create_lines
 
 config_option = click.option(
     "-c",
@@ -122,13 +123,10 @@ def create(
         stats_file=stats_file,
         paths=paths,
     )
-    if result.skipped:
-        shown = ", ".join(f"{p} ({why})" for p, why in result.skipped[:8])
-        more = f" and {len(result.skipped) - 8} more" if len(result.skipped) > 8 else ""
-        note(f"skipped: {shown}{more}")
-    if not result.created:
-        note("nothing changed since the current snapshot; it is kept as is")
-    echo(result.snapshot.id)
+    notes, out = create_lines(result)
+    for line in notes:
+        note(line)
+    echo(out)
 
 
 @snapshot.command(name="ls")

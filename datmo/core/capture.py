@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from datmo.core.memory import gc_paused
 from datmo.core.project import ProjectContext
-from datmo.core.scan import ScanResult, scan
-from datmo.core.state import TreeState, bytes_to_store, describe, file_mode
-from datmo.core.storage.fsutil import atomic_write_bytes
-from datmo.core.storage.statcache import StatCache
 from datmo.core.treestamp import Outcome, TreeStamp, stamp_key
 
+# Imported where used: a re-snapshot answered by the tree stamp needs none of them,
+# and loading them is a good part of its ~60 ms.
 if TYPE_CHECKING:
     from datmo.core.envcache import EnvInfoCache
+    from datmo.core.scan import ScanResult
+    from datmo.core.state import TreeState
+    from datmo.core.storage.statcache import StatCache
 
 
 @dataclass
@@ -36,15 +37,21 @@ class Captured:
 
 
 def stat_cache(ctx: ProjectContext) -> StatCache:
+    from datmo.core.storage.statcache import StatCache
+
     return StatCache(ctx.store.path("cache", "stat"), ctx.store.owner)
 
 
 def scan_project(ctx: ProjectContext) -> ScanResult:
+    from datmo.core.scan import scan
+
     return scan(ctx.root, ctx.info.file_threshold)
 
 
 def working_state(ctx: ProjectContext) -> TreeState:
     """The working tree's state, hashed but not stored (for status and checkout)."""
+    from datmo.core.state import describe
+
     result = scan_project(ctx)
     cache = stat_cache(ctx)
     state = describe(ctx.store, result, cache, capture=False)
@@ -105,6 +112,10 @@ def _from_stamp(ctx: ProjectContext) -> Captured | None:
 def _capture(
     ctx: ProjectContext, extras: list[tuple[Path, str]], tree: Path, stamp: bool
 ) -> Captured:
+    from datmo.core.scan import scan
+    from datmo.core.state import bytes_to_store, describe
+    from datmo.core.storage.statcache import StatCache
+
     store = ctx.store
     started = time.time_ns()  # before any rules file is read: see treestamp.py
     result = scan(tree, ctx.info.file_threshold)
@@ -187,6 +198,8 @@ def _code_tree(ctx: ProjectContext, state: TreeState) -> str:
     Building and hashing every tree object again costs more than the whole rest of
     an unchanged re-snapshot of a big project.
     """
+    from datmo.core.storage.fsutil import atomic_write_bytes
+
     store = ctx.store
     key = _digest_of([(p, f"{m}\0{s}") for p, (m, s) in sorted(state.code.items())])
     cache = store.path("cache", "tree")
@@ -218,6 +231,8 @@ def _tree_size(src: Path) -> int:
 
 def _capture_extra(ctx: ProjectContext, src: Path, dest: str) -> dict[str, tuple[str, int, int]]:
     """Files from --paths, stored under dest; symlinks inside are not followed."""
+    from datmo.core.state import file_mode
+
     out: dict[str, tuple[str, int, int]] = {}
     objects = ctx.store.objects
     if src.is_file():

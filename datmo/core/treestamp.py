@@ -22,36 +22,32 @@ Why that holds:
   version and the size threshold, which are the stamp's key.
 Anything else (no stamp, another key, the first difference) means a full capture.
 
-On disk like the stat cache: a header, then a marshal dump; the numbers in five
-int64 columns, one row per name: mode (_DIR / _NOT_DIR for a name not captured
-itself), size, mtime_ns, ctime_ns, inode.
+On disk in cachefile.py's framing, like the stat cache; the numbers in five int64
+columns, one row per name: mode (_DIR / _NOT_DIR for a name not captured itself),
+size, mtime_ns, ctime_ns, inode.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import marshal
 import os
 import stat
-import struct
 import sys
-import zlib
 from array import array
 from dataclasses import dataclass
-from importlib.util import MAGIC_NUMBER
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from datmo import __version__
-from datmo.core.scan import ScanResult, is_venv
-from datmo.core.storage.fsutil import Owner, atomic_write_bytes
+from datmo.core.storage import cachefile
+from datmo.core.storage.fsutil import Owner
 from datmo.core.storage.statcache import RACY_NS
+
+if TYPE_CHECKING:
+    from datmo.core.scan import ScanResult
 
 FORMAT_VERSION = 1
 _MAGIC = b"DATMOTS\n"
-_HEADER = struct.Struct("<8sH4scI")  # magic, format, Python's magic, byte order, crc32
-_ORDER = sys.byteorder[0].encode()
 _DIR, _NOT_DIR = -1, -2  # the mode column of a name that is not captured itself
 _IFMT, _IFDIR = 0o170000, stat.S_IFDIR
 _INO = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the low 63 bits will do
@@ -208,6 +204,8 @@ class TreeStamp:
         return True
 
     def _still_venv(self, top: str, rel: str) -> bool:
+        from datmo.core.scan import is_venv
+
         fd = os.open(f"{top}/{rel}", _DIR_FLAGS)
         try:
             return is_venv(fd, os.listdir(fd))
@@ -216,41 +214,26 @@ class TreeStamp:
 
     # -- on disk ---------------------------------------------------------------
     def save(self, path: Path, owner: Owner | None) -> None:
-        """Write atomically; losing a stamp only costs time, so a full disk is no error."""
         o = self.outcome
-        payload = marshal.dumps(
-            (
-                self.key,
-                (o.code_id, o.files_id, o.code_count, o.file_count, o.total_bytes),
-                (o.skipped, o.content_key, o.file_digests),
-                self.folders,
-                self.names,
-                [c.tobytes() for c in self.cols],
-                self.venvs,
-            )
+        data = (
+            self.key,
+            (o.code_id, o.files_id, o.code_count, o.file_count, o.total_bytes),
+            (o.skipped, o.content_key, o.file_digests),
+            self.folders,
+            self.names,
+            [c.tobytes() for c in self.cols],
+            self.venvs,
         )
-        header = _HEADER.pack(_MAGIC, FORMAT_VERSION, MAGIC_NUMBER, _ORDER, zlib.crc32(payload))
-        try:
-            atomic_write_bytes(path, header + payload, owner, durable=False)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                raise
+        cachefile.write(path, _MAGIC, FORMAT_VERSION, data, owner)
 
     @classmethod
     def load(cls, path: Path, key: str) -> TreeStamp | None:
         """The stamp at path if it has this key; None if missing, damaged or another key."""
-        try:
-            data = path.read_bytes()
-        except OSError:
+        data = cachefile.read(path, _MAGIC, FORMAT_VERSION)
+        if data is None:
             return None
-        if len(data) < _HEADER.size:
-            return None
-        *head, crc = _HEADER.unpack_from(data)
-        payload = memoryview(data)[_HEADER.size :]
-        if head != [_MAGIC, FORMAT_VERSION, MAGIC_NUMBER, _ORDER] or zlib.crc32(payload) != crc:
-            return None
-        with contextlib.suppress(Exception):  # marshal raises several types on bad input
-            stamp_key, numbers, lists, folders, names, raw_cols, venvs = marshal.loads(payload)
+        with contextlib.suppress(Exception):  # not the shape written: a buggy writer
+            stamp_key, numbers, lists, folders, names, raw_cols, venvs = data
             if stamp_key != key:
                 return None
             cols = tuple(array("q") for _ in range(5))
@@ -258,9 +241,8 @@ class TreeStamp:
                 col.frombytes(raw)
             count = sum(map(len, names))
             if len(folders) != len(names) or any(len(c) != count for c in cols):
-                return None  # a buggy writer; the crc catches damage
-            outcome = Outcome(*numbers, *lists)
-            return cls(key, outcome, folders, names, cols, venvs)
+                return None
+            return cls(key, Outcome(*numbers, *lists), folders, names, cols, venvs)
         return None
 
 

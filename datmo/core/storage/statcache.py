@@ -9,9 +9,8 @@ unchanged ("racy git"), so such an entry is a miss until it is re-recorded later
 On disk: a header, then a marshal dump with, per algorithm, a path -> row
 dict, the raw digests in one blob and the numbers in one int64 array. Columns
 rather than a tuple per entry make 100,000 entries load three to four times
-faster (about 30 ms). Marshal's format depends on the Python version, so the
-header carries the interpreter's magic number; any mismatch or damage (crc32)
-means an empty cache.
+faster (about 30 ms). The framing (Python version, byte order, crc32) is
+cachefile.py's; any mismatch or damage means an empty cache.
 Concurrent datmo processes may both save: last writer wins, which is safe
 because every entry is re-validated against stat.
 """
@@ -19,25 +18,17 @@ because every entry is re-validated against stat.
 from __future__ import annotations
 
 import contextlib
-import errno
-import marshal
 import os
-import struct
-import sys
-import zlib
 from array import array
 from collections.abc import Callable, Iterable
-from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
-from datmo.core.storage.fsutil import Owner, atomic_write_bytes, makedirs
+from datmo.core.storage import cachefile
+from datmo.core.storage.fsutil import Owner
 
 RACY_NS = 20_000_000  # 20 ms: wider than the coarsest kernel timestamp tick we expect
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _MAGIC = b"DATMOSC\n"
-# magic, format version, Python's bytecode magic (marshal format), byte order, crc32 of payload
-_HEADER = struct.Struct("<8sH4scI")
-_ORDER = sys.byteorder[0].encode()  # the int64 column is stored in native order
 _COLS = 6  # size, mtime_ns, ctime_ns, ino, mode, recorded_ns
 _U64 = 1 << 64
 
@@ -153,17 +144,9 @@ class StatCache:
         full or read-only disk is not an error here."""
         if not self._dirty or self._tables is None:
             return
-        payload = marshal.dumps({algo: t.dump() for algo, t in self._tables.items()})
-        crc = zlib.crc32(payload)
-        header = _HEADER.pack(_MAGIC, FORMAT_VERSION, MAGIC_NUMBER, _ORDER, crc)
-        try:
-            makedirs(self.path.parent, self.owner)
-            atomic_write_bytes(self.path, header + payload, self.owner, durable=False)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                raise
-            return
-        self._dirty = False
+        data = {algo: t.dump() for algo, t in self._tables.items()}
+        if cachefile.write(self.path, _MAGIC, FORMAT_VERSION, data, self.owner):
+            self._dirty = False
 
     def _load(self) -> dict[str, _Table]:
         if self._tables is None:
@@ -173,23 +156,15 @@ class StatCache:
 
 def _read(path: Path) -> dict[str, _Table]:
     """The cache on disk, or {} when it is missing, damaged or in another format."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return {}
-    if len(data) < _HEADER.size:
-        return {}
-    *head, crc = _HEADER.unpack_from(data)
-    payload = memoryview(data)[_HEADER.size :]
-    if head != [_MAGIC, FORMAT_VERSION, MAGIC_NUMBER, _ORDER] or zlib.crc32(payload) != crc:
+    data = cachefile.read(path, _MAGIC, FORMAT_VERSION)
+    if not isinstance(data, dict):
         return {}
     tables: dict[str, _Table] = {}
-    with contextlib.suppress(Exception):  # marshal raises several types on bad input
-        for algo, (index, width, digests, nums_bytes) in marshal.loads(payload).items():
+    with contextlib.suppress(Exception):  # not the shape written: a buggy writer
+        for algo, (index, width, digests, nums_bytes) in data.items():
             nums = array("q")
             nums.frombytes(nums_bytes)
             rows = len(index)
-            # The crc catches damage; this guards against a file from a buggy writer.
             if len(digests) != rows * width or len(nums) != rows * _COLS:
                 return {}
             tables[algo] = _Table(index, width, digests, nums)
