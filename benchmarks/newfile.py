@@ -28,7 +28,7 @@ from benchmarks.harness import (
     run,
     timed,
 )
-from benchmarks.tools import fs_type, git, python_cmd, read_once, remove, sync, xfs_mount
+from benchmarks.tools import fs_type, git, read_once, remove, sync, xfs_mount
 from benchmarks.trees import write_random
 
 B3SUM = ["b3sum", "--num-threads", "1", "--no-names"]
@@ -92,7 +92,7 @@ def _bench(ctx: Context, base: Path, where: str, target: float) -> Section:
 
     def click() -> dict[str, float]:
         sync()
-        return {"click": timed(python_cmd("import click"), env=env)}
+        return {"click": timed(tools.python_cmd("import click"), env=env)}
 
     def cp_sync() -> dict[str, float]:
         dst = base / "copy.bin"

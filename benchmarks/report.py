@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.harness import Row, Section, fmt_value
-from benchmarks.tools import PYTHON, Tools, fs_type, version_of
+from benchmarks.tools import Tools, fs_type, version_of
 
 HEADERS = ("benchmark", "datmo", "reference", "ratio", "target", "result")
 
@@ -67,7 +67,7 @@ def machine(workdir: Path, tools: Tools) -> list[tuple[str, str]]:
         ("cores", str(os.cpu_count())),
         ("memory", mem),
         ("filesystem (scratch folder)", f"{fs_type(workdir)} ({workdir})"),
-        ("python", f"{platform.python_version()} ({PYTHON})"),
+        ("python", f"{platform.python_version()} ({tools.python})"),
         ("git", version_of(["git", "--version"])),
         ("b3sum", version_of(["b3sum", "--version"])),
         ("kernel", f"{platform.system()} {platform.release()}"),

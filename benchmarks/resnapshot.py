@@ -28,7 +28,7 @@ from benchmarks.harness import (
     run,
     timed,
 )
-from benchmarks.tools import du_bytes, ensure_dvc, git, python_cmd, remove, sync, version_of
+from benchmarks.tools import du_bytes, ensure_dvc, git, remove, sync, version_of
 from benchmarks.trees import TreeSpec, make_tree, top_level, wait_until_settled
 
 SAME = "same"
@@ -106,7 +106,7 @@ def bench(ctx: Context, scale: Scale) -> Section:
 
     refs: dict[str, Step] = {}
     if scale.with_startup:
-        refs["click"] = lambda: {"click": timed(python_cmd("import click"), env=env)}
+        refs["click"] = lambda: {"click": timed(tools.python_cmd("import click"), env=env)}
     refs["git status"] = lambda: {"git status": timed(["git", "status"], cwd=proj, env=env)}
     steps_same: dict[str, Step] = {**refs, "datmo same": datmo_same}
     if dvc is not None:

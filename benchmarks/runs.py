@@ -55,7 +55,7 @@ from benchmarks.harness import (
     run,
     timed,
 )
-from benchmarks.tools import PYTHON, python_cmd, remove
+from benchmarks.tools import PYTHON, remove
 from benchmarks.trees import make_tree, wait_until_settled
 
 BASE_IMAGE = "datmo-test/busybox:latest"  # scripts/test-images.sh builds it; never pulled
@@ -387,15 +387,15 @@ def ensure_gitpython(ctx: Context) -> tuple[dict[str, str] | None, str]:
     Installed on first use with pip --target under the scratch folder (kept for later
     runs), so the reference runs the same interpreter as datmo and changes no venv.
     """
-    env = ctx.tools.env
-    if subprocess.run(python_cmd("import git"), env=env, capture_output=True).returncode == 0:
+    env, probe = ctx.tools.env, ctx.tools.python_cmd("import git")
+    if subprocess.run(probe, env=env, capture_output=True).returncode == 0:
         return env, ""
     target = ctx.workdir / GIT_SITE
     with_git = dict(env)
     with_git["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(target)]))
 
     def importable() -> bool:
-        proc = subprocess.run(python_cmd("import git"), env=with_git, capture_output=True)
+        proc = subprocess.run(probe, env=with_git, capture_output=True)
         return proc.returncode == 0
 
     if target.is_dir() and importable():
@@ -403,7 +403,7 @@ def ensure_gitpython(ctx: Context) -> tuple[dict[str, str] | None, str]:
     log(f"installing GitPython into {target} (once; reused by later runs)")
     try:
         remove(target)
-        pip = [PYTHON, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        pip = [ctx.tools.python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         run([*pip, "--target", target, "gitpython"], env=env, timeout=600)
     except (CommandFailed, subprocess.TimeoutExpired) as e:
         return None, f"GitPython could not be installed: {str(e).strip().splitlines()[-1][:200]}"
@@ -429,7 +429,7 @@ def bench_overhead(ctx: Context) -> Section:
         steps: dict[str, Step] = {
             "datmo run": _datmo_run_step(ctx, proj),
             "docker run": _cmd_step("docker run", _docker_run(image), env),
-            "import": _cmd_step("import", python_cmd(import_code), git_env or env),
+            "import": _cmd_step("import", ctx.tools.python_cmd(import_code), git_env or env),
         }
         log(f"run-overhead: timing ({rs.reps_run} repetitions)")
         s = interleaved(steps, rs.reps_run)

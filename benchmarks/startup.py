@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.context import Context
 from benchmarks.harness import Row, Section, Step, fmt_seconds, interleaved, log, run, timed
-from benchmarks.tools import python_cmd, remove
+from benchmarks.tools import remove
 
 
 def bench(ctx: Context) -> Section:
@@ -32,9 +32,9 @@ def bench(ctx: Context) -> Section:
         return lambda: {name: timed(argv, cwd=proj, env=env)}
 
     steps = {
-        "import click": cmd("import click", python_cmd("import click")),
+        "import click": cmd("import click", tools.python_cmd("import click")),
         "import click, tabulate": cmd(
-            "import click, tabulate", python_cmd("import click, tabulate")
+            "import click, tabulate", tools.python_cmd("import click, tabulate")
         ),
         "datmo --help": cmd("datmo --help", tools.datmo_cmd("--help")),
         "snapshot ls": cmd("snapshot ls", tools.datmo_cmd("snapshot", "ls")),

@@ -264,3 +264,19 @@ def test_parts_cover_every_folder_once(n: int) -> None:
         assert last == first
     for first, _, offset in parts:
         assert offset == sum(map(len, names[:first]))
+
+
+def test_status_and_checkout_trust_the_stamp_and_see_edits(
+    stamped: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = cli("snapshot", "create", "-m", "one")
+    assert made.exit_code == 0, made.output
+    with monkeypatch.context() as m:
+        _no_scan(m)
+        clean = cli("status")
+        assert clean.exit_code == 0 and "nothing changed" in clean.stdout, clean.output
+    (stamped / "train.py").write_text("print('edited')\n")
+    dirty = cli("status")
+    assert "train.py" in dirty.stdout
+    refused = cli("snapshot", "checkout", made.stdout.strip())
+    assert refused.exit_code != 0 and "unsaved changes" in refused.stderr

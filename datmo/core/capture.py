@@ -79,10 +79,24 @@ def _stamp_path(ctx: ProjectContext) -> Path:
     return ctx.store.path("cache", "treestamp")
 
 
+def _stamp(ctx: ProjectContext) -> TreeStamp | None:
+    return TreeStamp.load(_stamp_path(ctx), stamp_key(ctx.info.file_threshold))
+
+
+def unchanged_since(ctx: ProjectContext, code_id: str, files_id: str) -> bool:
+    """Whether the working tree provably holds exactly this code and these files."""
+    stamp = _stamp(ctx)
+    return (
+        stamp is not None
+        and (stamp.outcome.code_id, stamp.outcome.files_id) == (code_id, files_id)
+        and stamp.holds(os.fspath(ctx.root))
+    )
+
+
 def _from_stamp(ctx: ProjectContext) -> Captured | None:
     """The last capture's outcome, if the tree provably has not changed since."""
     store = ctx.store
-    stamp = TreeStamp.load(_stamp_path(ctx), stamp_key(ctx.info.file_threshold))
+    stamp = _stamp(ctx)
     if stamp is None or not stamp.holds(os.fspath(ctx.root)):
         return None
     o, objects = stamp.outcome, store.objects

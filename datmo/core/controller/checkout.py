@@ -35,11 +35,13 @@ class CheckoutResult:
 
 def unsaved_changes(ctx: ProjectContext) -> tuple[Snapshot | None, TreeState, Changes]:
     """The current snapshot, the working tree's state, and what differs between them."""
-    from datmo.core.capture import working_state
+    from datmo.core.capture import unchanged_since, working_state
 
     cur = snapshots.current(ctx)
-    work = working_state(ctx)
     base = state_of(ctx, cur)
+    if cur is not None and unchanged_since(ctx, cur.code_id, cur.files_id):
+        return cur, base, Changes([], [], [])  # the tree stamp proves it: no need to hash
+    work = working_state(ctx)
     return cur, work, compare(base.signatures(), work.signatures())
 
 

@@ -112,7 +112,9 @@ def status(ctx: ProjectContext) -> Status:
     from datmo.core.controller.checkout import state_of, unsaved_changes
     from datmo.core.state import compare
 
-    cur, work, _ = unsaved_changes(ctx)
+    cur, work, changes = unsaved_changes(ctx)
+    if not changes:
+        return Status(ctx.info, cur, changes, changes, False, False)
     base = state_of(ctx, cur)
     code = compare(
         {p: s for p, s in base.signatures().items() if p in base.code},
