@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Captured:
+    """What a capture stored, for the snapshot record."""
+
     code_id: str
     files_id: str
     environment_id: str | None

@@ -197,6 +197,8 @@ def _register_builtin(ctx: ProjectContext, name: str) -> Environment:
 
 @dataclass
 class Created:
+    """An environment registered (or found already registered)."""
+
     environment: Environment
     created: bool  # False: the same definition was already registered
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (COPY source, why)
@@ -255,6 +257,8 @@ def update(
 
 @dataclass
 class Deleted:
+    """An environment removed, and how many of its images went with it."""
+
     environment: Environment
     images_removed: int | None  # None: no engine answered, so images were left
 
@@ -312,6 +316,8 @@ def image_states(envs: Sequence[Environment]) -> dict[str, bool] | None:
 
 @dataclass
 class Built:
+    """An environment's image, built or found."""
+
     environment: Environment
     image_id: str
     tag: str

@@ -22,6 +22,8 @@ MAX_SKIPPED_RECORDED = 200
 
 @dataclass
 class CreateResult:
+    """A snapshot create: the snapshot, whether it is new, what was left out."""
+
     snapshot: Snapshot
     created: bool  # False when the current snapshot already held exactly this
     skipped: list[list[str]] = field(default_factory=list)

@@ -20,6 +20,8 @@ BUILTIN_PREFIX = "builtin:"
 
 @dataclass(frozen=True)
 class Environment:
+    """An environment definition: a Dockerfile and its files, identified by content."""
+
     id: str
     name: str
     source: str  # "builtin:<template>", "project" (the root Dockerfile) or "user" (--paths)

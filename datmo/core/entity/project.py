@@ -13,6 +13,8 @@ DEFAULT_FILE_THRESHOLD = 1 << 20  # bytes; larger files go to the object store, 
 
 @dataclass(frozen=True)
 class Project:
+    """The project record (.datmo/project.json)."""
+
     id: str
     name: str
     description: str

@@ -18,6 +18,8 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One point of reference: code, environment, files, config and metrics."""
+
     id: str
     created_at: str
     message: str
