@@ -83,6 +83,20 @@ def test_racy_entry_is_a_miss_until_rerecorded(tmp_path: Path, cache_path: Path)
     assert cache.lookup("racy", st, "blake3") == B3
 
 
+def test_whole_second_mtime_is_racy_for_two_seconds(tmp_path: Path, cache_path: Path) -> None:
+    # On a filesystem that keeps whole seconds, a write 1.5 s later can leave the mtime.
+    f = tmp_path / "coarse"
+    f.write_bytes(b"data")
+    second = (time.time_ns() // statcache.SECOND_NS - 10) * statcache.SECOND_NS
+    os.utime(f, ns=(second, second))
+    st = os.stat(f)
+    cache = StatCache(cache_path)
+    cache.record("coarse", st, "blake3", B3, second + statcache.SECOND_NS * 3 // 2)
+    assert cache.lookup("coarse", st, "blake3") is None
+    cache.record("coarse", st, "blake3", B3, second + statcache.COARSE_NS + 1)
+    assert cache.lookup("coarse", st, "blake3") == B3
+
+
 def test_save_load_roundtrip(tmp_path: Path, cache_path: Path) -> None:
     cache = StatCache(cache_path)
     stats = {f"dir/f{i}": _old_file(tmp_path / f"f{i}", bytes([i])) for i in range(50)}

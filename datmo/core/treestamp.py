@@ -13,8 +13,9 @@ Why that holds:
   again rather than judged by their mtime, which some filesystems do not update.
 - Content changes move mtime and ctime (ctime cannot be set by a user). A change
   in the same timestamp tick as the capture's walk is the racy case: a stamp is
-  only written when every file's mtime and ctime are RACY_NS older than the walk's
-  start (ctime too, unlike git: a write then a utime back in one tick stays seen).
+  only written when no file's mtime or ctime is racy against the walk's start
+  (statcache.is_racy: 20 ms, 2 s for whole-second times; ctime too, unlike git: a
+  write then a utime back in one tick stays seen).
 - The rules see whether a name is a folder, so every name left out is checked to
   still be a folder, or still not be one; virtual environments are detected again.
 - The rules come from .gitignore files and .datmoignore, which are captured and so
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from datmo import __version__
 from datmo.core.storage import cachefile
 from datmo.core.storage.fsutil import Owner
-from datmo.core.storage.statcache import RACY_NS
+from datmo.core.storage.statcache import COARSE_NS, is_racy
 
 if TYPE_CHECKING:
     from datmo.core.scan import ScanResult
@@ -124,9 +125,8 @@ class TreeStamp:
             array("q", [st.st_ctime_ns for st in flat]),
             array("q", [st.st_ino & _INO for st in flat]),
         )
-        newest_ok = started_ns - RACY_NS
-        if flat and max(max(cols[2]), max(cols[3])) >= newest_ok:
-            return None  # racy
+        if any(is_racy(t, started_ns) for col in cols[2:4] for t in _recent(col, started_ns)):
+            return None
         return cls(key, outcome, folders, names, cols, list(scan.venvs))
 
     def holds(self, top: str) -> bool:
@@ -248,6 +248,14 @@ class TreeStamp:
 
 PARALLEL_FROM = 20_000  # names; below this a fork costs more than it saves
 MAX_WORKERS = 4
+
+
+def _recent(times: array[int], since_ns: int) -> list[int]:
+    """The times that may be racy: the few from the last seconds, found in C speed."""
+    newest = max(times, default=0)
+    if newest < since_ns - COARSE_NS:
+        return []
+    return [t for t in times if t >= since_ns - COARSE_NS]
 
 
 def _workers(names: int) -> int:

@@ -5,6 +5,7 @@ hashed, plus the digest. It is trusted only if every field still matches and
 the file's mtime is clearly older than the moment we started reading it: a
 write in the same timestamp tick as our read would leave size and mtime
 unchanged ("racy git"), so such an entry is a miss until it is re-recorded later.
+A tick is taken to be 20 ms, or 2 s for a whole-second mtime (see is_racy).
 
 On disk: a header, then a marshal dump with, per algorithm, a path -> row
 dict, the raw digests in one blob and the numbers in one int64 array. Columns
@@ -27,6 +28,20 @@ from datmo.core.storage import cachefile
 from datmo.core.storage.fsutil import Owner
 
 RACY_NS = 20_000_000  # 20 ms: wider than the coarsest kernel timestamp tick we expect
+# A whole-second mtime may come from a filesystem that keeps only seconds (ext3, FAT
+# keeps two, some network filesystems): there, a write within the same second or two
+# leaves it unchanged, so such a time is trusted only once it is that much older.
+COARSE_NS = 2_000_000_000
+SECOND_NS = 1_000_000_000
+
+
+def is_racy(time_ns: int, since_ns: int) -> bool:
+    """Whether a change after `since_ns` could have left `time_ns` (an mtime) as it is."""
+    return time_ns >= since_ns - RACY_NS or (
+        time_ns >= since_ns - COARSE_NS and time_ns % SECOND_NS == 0
+    )
+
+
 FORMAT_VERSION = 3
 _MAGIC = b"DATMOSC\n"
 _COLS = 6  # size, mtime_ns, ctime_ns, ino, mode, recorded_ns
@@ -99,7 +114,7 @@ class StatCache:
                 or nums[b + 2] != st.st_ctime_ns
                 or nums[b + 3] != _s64(st.st_ino)
                 or nums[b + 4] != st.st_mode
-                or st.st_mtime_ns >= nums[b + 5] - RACY_NS  # racy: may have changed as read
+                or is_racy(st.st_mtime_ns, nums[b + 5])  # may have changed as it was read
             ):
                 return None
             return digests[row * width : (row + 1) * width].hex()
