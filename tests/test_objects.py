@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -133,6 +134,75 @@ def test_put_restore_roundtrip(
     assert list(store.tmp.iterdir()) == []
     # both copies (in and out of the store) took the path under test
     assert copy_spy.copied == (2 * size if copy_spy.mode == "kernel" else 0)
+
+
+class DirectSpy:
+    """Big-file mode at test sizes; records O_DIRECT switches and can refuse direct writes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, refuse: bool = False) -> None:
+        monkeypatch.setattr(hashing, "DIRECT_MIN", 1 << 20)
+        monkeypatch.setattr(hashing, "DIRECT_CHUNK", 64 << 10)  # several chunks per file
+        self.switches: list[bool] = []
+        self.refused = 0
+        real_set, real_write = hashing._set_direct, os.write
+
+        def set_direct(fd: int, on: bool) -> bool:
+            now = real_set(fd, on)
+            self.switches.append(now)
+            return now
+
+        def write(fd: int, data: Any) -> int:
+            if refuse and os.O_DIRECT & fcntl.fcntl(fd, fcntl.F_GETFL):
+                self.refused += 1
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(hashing, "_set_direct", set_direct)
+        monkeypatch.setattr(hashing.os, "write", write)
+
+
+@pytest.mark.parametrize("tail", [0, 12345])  # whole blocks, and a tail that is not
+def test_big_files_go_in_directly(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: int
+) -> None:
+    spy = DirectSpy(monkeypatch)
+    data = os.urandom((3 << 20) + tail)
+    digest, size = store.put_file(_write(tmp_path / "big.bin", data))
+    assert (digest, size) == (blake3(data).hexdigest(), len(data))
+    assert store.path(digest).read_bytes() == data and store.verify(digest)
+    assert spy.switches[0] is True  # O_DIRECT was on (this filesystem takes it)
+    assert spy.switches[1:] == ([False] if tail else [])  # off only for the tail
+
+
+def test_a_refused_direct_write_is_made_again_buffered(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = DirectSpy(monkeypatch, refuse=True)
+    data = os.urandom((2 << 20) + 999)
+    digest, size = store.put_file(_write(tmp_path / "big.bin", data))
+    assert spy.refused == 1 and spy.switches[:2] == [True, False]
+    assert (digest, size) == (blake3(data).hexdigest(), len(data))
+    assert store.path(digest).read_bytes() == data
+
+
+def test_a_short_read_mid_file_ends_direct_writes(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some filesystems (FUSE, network) return less than asked before the end.
+    spy = DirectSpy(monkeypatch)
+    real_readv, calls = os.readv, []
+
+    def readv(fd: int, bufs: list[Any]) -> int:
+        calls.append(fd)
+        if len(calls) == 2:
+            return real_readv(fd, [memoryview(bufs[0])[:5000]])
+        return real_readv(fd, bufs)
+
+    monkeypatch.setattr(hashing.os, "readv", readv)
+    data = os.urandom(2 << 20)
+    digest, _ = store.put_file(_write(tmp_path / "big.bin", data))
+    assert digest == blake3(data).hexdigest() and store.path(digest).read_bytes() == data
+    assert spy.switches[:2] == [True, False]
 
 
 def test_same_content_stored_once(store: ObjectStore, tmp_path: Path) -> None:
