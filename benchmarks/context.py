@@ -14,7 +14,7 @@ class Sizes:
     big_tree: TreeSpec  # "2 GB in about 2,000 files"
     many_files: TreeSpec  # "100,000 small files"
     new_file: int  # bytes of the new file stored by a snapshot
-    reps: int  # repetitions of the quick commands (re-snapshot, status)
+    reps: int  # repetitions of the re-snapshot figures (tens of ms at 2 GB: noisy)
     reps_big: int  # repetitions of the commands that move a whole large file
     reps_git: int  # repetitions of `git add` of that file (tens of seconds each)
     reps_startup: int  # repetitions of start-up figures (tens of ms: noisier)
@@ -25,7 +25,7 @@ FULL = Sizes(
     big_tree=TreeSpec(small_files=1_990, small_bytes=4_000, big_files=10, big_bytes=200_000_000),
     many_files=TreeSpec(small_files=100_000, small_bytes=2_000, big_files=0, big_bytes=0),
     new_file=1 << 30,
-    reps=7,
+    reps=15,
     reps_big=7,
     reps_git=3,
     reps_startup=21,

@@ -92,8 +92,9 @@ How the figures are taken:
   below), after one untimed warm-up. References and datmo run **interleaved**, in a
   rotating order within each repetition, so load from elsewhere hits both alike.
 - Commands run as subprocesses, as a user runs them: datmo through its console
-  script (or `python -m datmo`), the `python -c "import ..."` references with the
-  same interpreter, all from compiled bytecode (kept under the scratch folder with
+  script, installed from a wheel of the checkout into the suite's own virtualenv
+  (not the development install, whose import hook slows every start-up in its venv),
+  the `python -c "import ..."` references with the same interpreter, all from compiled bytecode (kept under the scratch folder with
   `PYTHONPYCACHEPREFIX`, written by the warm-up run). Git runs with
   `GIT_CONFIG_GLOBAL=/dev/null` and `GIT_CONFIG_NOSYSTEM=1`.
 - **Re-snapshot**: the project is written, left to age 2.5 s (datmo, like git,
