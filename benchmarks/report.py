@@ -94,8 +94,9 @@ How the figures are taken:
 - Commands run as subprocesses, as a user runs them: datmo through its console
   script, installed from a wheel of the checkout into the suite's own virtualenv
   (not the development install, whose import hook slows every start-up in its venv),
-  the `python -c "import ..."` references with the same interpreter, all from compiled bytecode (kept under the scratch folder with
-  `PYTHONPYCACHEPREFIX`, written by the warm-up run). Git runs with
+  the `python -c "import ..."` references with the same interpreter, all from
+  compiled bytecode (kept under the scratch folder with `PYTHONPYCACHEPREFIX`,
+  written by the warm-up run). Git runs with
   `GIT_CONFIG_GLOBAL=/dev/null` and `GIT_CONFIG_NOSYSTEM=1`.
 - **Re-snapshot**: the project is written, left to age 2.5 s (datmo, like git,
   distrusts timestamps from the last moments), snapshotted once untimed, then
