@@ -126,6 +126,28 @@ def datmo_subprocess(*args: str, cwd: Path, **kw: Any) -> subprocess.CompletedPr
 REPO = Path(__file__).resolve().parent.parent
 
 
+def imported_modules(args: list[str], cwd: Path) -> set[str]:
+    """Modules `python -X importtime -m datmo ARGS` imports (full dotted names)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "datmo", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    names = set()
+    for line in p.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "package":  # the header line
+                names.add(name)
+    assert "datmo.cli.entry" in names  # the parse found real imports
+    return names
+
+
 def _engine_answers() -> bool:
     try:
         out = subprocess.run(

@@ -6,14 +6,11 @@ click, and say and exit exactly as the click command does.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, run_datmo
+from conftest import imported_modules, run_datmo
 
 from datmo.cli import quick
 
@@ -144,28 +141,10 @@ def test_debug_in_the_environment_goes_to_click(
     assert quick.run(["snapshot", "create", "-m", "x"]) is None
 
 
-def _imports(args: list[str], cwd: Path) -> set[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "datmo", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert p.returncode == 0, p.stderr[-2000:]
-    return {
-        line.rsplit("|", 1)[1].strip()
-        for line in p.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
-
-
 def test_the_quick_path_does_not_load_click(project: Path, tree: Any) -> None:
     tree(project, {"a.py": "a\n"})
-    quick_names = _imports(["snapshot", "create", "-m", "x"], project)
+    quick_names = imported_modules(["snapshot", "create", "-m", "x"], project)
     assert "datmo.core.controller.snapshot" in quick_names  # it really ran
     assert "click" not in quick_names
     # The same command with an option it leaves to click: the check above can fail.
-    assert "click" in _imports(["snapshot", "create", "-m", "x", "-c", "a=1"], project)
+    assert "click" in imported_modules(["snapshot", "create", "-m", "x", "-c", "a=1"], project)
