@@ -1,4 +1,5 @@
-"""The `datmo` command: the group, global options and the one error boundary."""
+"""The `datmo` command: the group, global options and the error boundary (click's usage
+errors here; every other error through datmo.cli.console.report, shared with the quick path)."""
 
 from __future__ import annotations
 
