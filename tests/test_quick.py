@@ -6,6 +6,7 @@ click, and say and exit exactly as the click command does.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ from datmo.cli import quick
 TAKEN = {
     "-m x": {"message": "x"},
     "--message x": {"message": "x"},
-    "--message=x y": {"message": "x y"},
+    "--message='x y'": {"message": "x y"},
     "-m x -l best": {"message": "x", "label": "best"},
     "--label=best -m x": {"message": "x", "label": "best"},
     "-m a -m b": {"message": "b"},  # the last wins, as in click
-    "-m ": {"message": ""},  # the controller refuses it, in both paths alike
+    "-m ''": {"message": ""},  # the controller refuses it, in both paths alike
 }
 LEFT_TO_CLICK = [
     "",
@@ -39,18 +40,12 @@ LEFT_TO_CLICK = [
 
 @pytest.mark.parametrize(("line", "expected"), TAKEN.items(), ids=TAKEN.keys())
 def test_the_command_lines_it_takes(line: str, expected: dict[str, str]) -> None:
-    args = ["snapshot", "create", *line.split(" ")]
-    if line.startswith("--message="):
-        args = ["snapshot", "create", line]
-    if line == "-m ":
-        args = ["snapshot", "create", "-m", ""]
-    assert quick.parse_create(args) == expected
+    assert quick.parse_create(["snapshot", "create", *shlex.split(line)]) == expected
 
 
 @pytest.mark.parametrize("line", LEFT_TO_CLICK)
 def test_everything_else_goes_to_click(line: str) -> None:
-    args = ["snapshot", "create", *line.split()]
-    assert quick.parse_create(args) is None
+    assert quick.parse_create(["snapshot", "create", *shlex.split(line)]) is None
 
 
 @pytest.mark.parametrize(

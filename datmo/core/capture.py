@@ -116,7 +116,7 @@ def _from_stamp(ctx: ProjectContext) -> Captured | None:
         code_id=o.code_id,
         files_id=o.files_id,
         environment_id=_environment(ctx),
-        requirements_id=store.objects.put_bytes(requirements.encode()),
+        requirements_id=objects.put_bytes(requirements.encode()),
         platform=platform,
         code_count=o.code_count,
         file_count=o.file_count,

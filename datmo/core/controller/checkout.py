@@ -33,16 +33,25 @@ class CheckoutResult:
     removed: int
 
 
-def unsaved_changes(ctx: ProjectContext) -> tuple[Snapshot | None, TreeState, Changes]:
-    """The current snapshot, the working tree's state, and what differs between them."""
+@dataclass
+class Unsaved:
+    """The current snapshot, its state, the working tree's state, and what differs."""
+
+    current: Snapshot | None
+    base: TreeState
+    work: TreeState
+    changes: Changes
+
+
+def unsaved_changes(ctx: ProjectContext) -> Unsaved:
     from datmo.core.capture import unchanged_since, working_state
 
     cur = snapshots.current(ctx)
     base = state_of(ctx, cur)
     if cur is not None and unchanged_since(ctx, cur.code_id, cur.files_id):
-        return cur, base, Changes([], [], [])  # the tree stamp proves it: no need to hash
+        return Unsaved(cur, base, base, Changes([], [], []))  # the tree stamp proves it
     work = working_state(ctx)
-    return cur, work, compare(base.signatures(), work.signatures())
+    return Unsaved(cur, base, work, compare(base.signatures(), work.signatures()))
 
 
 def state_of(ctx: ProjectContext, snap: Snapshot | None) -> TreeState:
@@ -53,7 +62,8 @@ def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResu
     store = ctx.store
     target = snapshots.get(ctx, ref)
     with store.lock():
-        cur, work, changes = unsaved_changes(ctx)
+        unsaved = unsaved_changes(ctx)
+        cur, work, changes = unsaved.current, unsaved.work, unsaved.changes
         saved = None
         if changes:
             if not force:
@@ -66,7 +76,7 @@ def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResu
                 ctx, f"unsaved work before checkout of {target.id[:8]}", hidden=True
             ).snapshot
             cur = saved
-        old = work if saved else state_of(ctx, cur)
+        old = work if saved else unsaved.base
         new = state_of(ctx, target)
         _check_conflicts(ctx, old, new)
         _check_objects(ctx, new)

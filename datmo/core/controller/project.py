@@ -109,24 +109,26 @@ class Status:
 
 
 def status(ctx: ProjectContext) -> Status:
-    from datmo.core.controller.checkout import state_of, unsaved_changes
+    from datmo.core.controller.checkout import unsaved_changes
     from datmo.core.state import compare
 
-    cur, work, changes = unsaved_changes(ctx)
-    if not changes:
-        return Status(ctx.info, cur, changes, changes, False, False)
-    base = state_of(ctx, cur)
+    u = unsaved_changes(ctx)
+    if not u.changes:
+        return Status(ctx.info, u.current, u.changes, u.changes, False, False)
+    base, work = u.base.signatures(), u.work.signatures()
     code = compare(
-        {p: s for p, s in base.signatures().items() if p in base.code},
-        {p: s for p, s in work.signatures().items() if p in work.code},
+        {p: s for p, s in base.items() if p in u.base.code},
+        {p: s for p, s in work.items() if p in u.work.code},
     )
     files = compare(
-        {p: s for p, s in base.signatures().items() if p not in base.code},
-        {p: s for p, s in work.signatures().items() if p not in work.code},
+        {p: s for p, s in base.items() if p not in u.base.code},
+        {p: s for p, s in work.items() if p not in u.work.code},
     )
     touched = set(code.added + code.removed + code.changed + files.added)
     touched |= set(files.removed + files.changed)
-    return Status(ctx.info, cur, code, files, "config.json" in touched, "stats.json" in touched)
+    return Status(
+        ctx.info, u.current, code, files, "config.json" in touched, "stats.json" in touched
+    )
 
 
 def cleanup(ctx: ProjectContext) -> None:
