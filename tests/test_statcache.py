@@ -9,9 +9,11 @@ from typing import cast
 
 import pytest
 
+from datmo.core import probe
+from datmo.core.probe import RACY_NS
 from datmo.core.storage import statcache
 from datmo.core.storage.fsutil import Owner
-from datmo.core.storage.statcache import RACY_NS, StatCache
+from datmo.core.storage.statcache import StatCache
 
 B3 = "ab" * 32
 B3_OTHER = "cd" * 32
@@ -87,13 +89,13 @@ def test_whole_second_mtime_is_racy_for_two_seconds(tmp_path: Path, cache_path: 
     # On a filesystem that keeps whole seconds, a write 1.5 s later can leave the mtime.
     f = tmp_path / "coarse"
     f.write_bytes(b"data")
-    second = (time.time_ns() // statcache.SECOND_NS - 10) * statcache.SECOND_NS
+    second = (time.time_ns() // probe.SECOND_NS - 10) * probe.SECOND_NS
     os.utime(f, ns=(second, second))
     st = os.stat(f)
     cache = StatCache(cache_path)
-    cache.record("coarse", st, "blake3", B3, second + statcache.SECOND_NS * 3 // 2)
+    cache.record("coarse", st, "blake3", B3, second + probe.SECOND_NS * 3 // 2)
     assert cache.lookup("coarse", st, "blake3") is None
-    cache.record("coarse", st, "blake3", B3, second + statcache.COARSE_NS + 1)
+    cache.record("coarse", st, "blake3", B3, second + probe.COARSE_NS + 1)
     assert cache.lookup("coarse", st, "blake3") == B3
 
 

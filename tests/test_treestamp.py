@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 from conftest import write_tree
 
-from datmo.core import capture, treestamp
+from datmo.core import capture, probe, treestamp
 from datmo.core import scan as scan_module
 from datmo.core.project import open_project
-from datmo.core.storage import statcache
 from datmo.core.treestamp import TreeStamp, stamp_key
 
 BASE: dict[str, Any] = {
@@ -52,7 +51,7 @@ def _write(root: Path, tree: dict[str, Any]) -> None:
 
 def _age() -> None:
     """Let every write fall out of the racy window (a stamp distrusts newer times)."""
-    time.sleep(2 * statcache.RACY_NS / 1e9)
+    time.sleep(2 * probe.RACY_NS / 1e9)
 
 
 def _outcome(c: capture.Captured) -> tuple[Any, ...]:
@@ -197,12 +196,12 @@ def test_no_stamp_while_a_file_is_too_new(project: Path) -> None:
 def test_whole_second_times_count_as_racy_for_longer(project: Path) -> None:
     # A filesystem that keeps only seconds: a write later in the same second is unseen.
     _write(project, BASE)
-    second = (time.time_ns() // statcache.SECOND_NS) * statcache.SECOND_NS
+    second = (time.time_ns() // probe.SECOND_NS) * probe.SECOND_NS
     os.utime(project / "train.py", ns=(second, second))
     _age()
     capture.capture_tree(open_project(project), [])
     assert _stamp(project) is None
-    os.utime(project / "train.py", ns=(second - 3 * statcache.SECOND_NS,) * 2)
+    os.utime(project / "train.py", ns=(second - 3 * probe.SECOND_NS,) * 2)
     _age()
     capture.capture_tree(open_project(project), [])
     assert _stamp(project) is not None

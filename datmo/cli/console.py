@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import TextIO
 
 from datmo.errors import DatmoError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing at start-up
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def printable(text: str) -> str:

@@ -4,19 +4,16 @@ Re-snapshotting an unchanged project is a few milliseconds of work (see
 treestamp.py), while loading click and the command modules takes tens: for the
 command scripts and training loops run after every step, the start-up was most of
 the wait. So the console script hands this one shape of command line straight to
-the snapshot controller. Only the options below, spelled as below, are taken;
-anything else (another option, --help, --debug, a value that starts with "-")
-goes to click, which stays the one source of usage and usage errors.
+the snapshot controller, after asking unchanged.py whether the answer is already
+known (then nothing else is loaded). Only the options below, spelled as below, are
+taken; anything else (another option, --help, --debug, a value that starts with
+"-") goes to click, which stays the one source of usage and usage errors.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from datmo.core.controller.snapshot import CreateResult
 
 _OPTIONS = {"-m": "message", "--message": "message", "-l": "label", "--label": "label"}
 
@@ -40,20 +37,22 @@ def parse_create(args: list[str]) -> dict[str, str] | None:
     return found if "message" in found else None
 
 
-def create_lines(result: CreateResult) -> tuple[list[str], str]:
+def create_lines(
+    snapshot_id: str, created: bool, skipped: list[list[str]]
+) -> tuple[list[str], str]:
     """What `snapshot create` says: notes for stderr, then the id for stdout. Shared with
-    the click command, so both paths print the same."""
+    the click command, so every path prints the same."""
     from datmo.cli.console import one_line
 
     notes = []
-    if result.skipped:
+    if skipped:
         # Escaped: a file name is not to send control sequences to the terminal.
-        shown = ", ".join(f"{one_line(p)} ({why})" for p, why in result.skipped[:8])
-        more = f" and {len(result.skipped) - 8} more" if len(result.skipped) > 8 else ""
+        shown = ", ".join(f"{one_line(p)} ({why})" for p, why in skipped[:8])
+        more = f" and {len(skipped) - 8} more" if len(skipped) > 8 else ""
         notes.append(f"skipped: {shown}{more}")
-    if not result.created:
+    if not created:
         notes.append("nothing changed since the current snapshot; it is kept as is")
-    return notes, result.snapshot.id
+    return notes, snapshot_id
 
 
 def run(args: list[str]) -> int | None:
@@ -64,11 +63,18 @@ def run(args: list[str]) -> int | None:
     from datmo.cli.console import report, write
 
     try:
-        from datmo.core.controller import snapshot as ctl
-        from datmo.core.project import open_project
+        from datmo.core import unchanged
 
-        result = ctl.create(open_project(), options["message"], label=options.get("label"))
-        notes, out = create_lines(result)
+        message, label = options["message"], options.get("label")
+        known = unchanged.answer(os.getcwd(), message, label)
+        if known is not None:
+            notes, out = create_lines(known[0], False, known[1])
+        else:
+            from datmo.core.controller import snapshot as ctl
+            from datmo.core.project import open_project
+
+            result = ctl.create(open_project(), message, label=label)
+            notes, out = create_lines(result.snapshot.id, result.created, result.skipped)
         for line in notes:
             write(sys.stderr, line)
         write(sys.stdout, out)

@@ -123,7 +123,7 @@ def create(
         stats_file=stats_file,
         paths=paths,
     )
-    notes, out = create_lines(result)
+    notes, out = create_lines(result.snapshot.id, result.created, result.skipped)
     for line in notes:
         note(line)
     echo(out)

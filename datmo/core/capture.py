@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from datmo.core.scan import ScanResult
     from datmo.core.state import TreeState
     from datmo.core.storage.statcache import StatCache
+    from datmo.core.unchanged import Watch
 
 
 @dataclass
@@ -77,12 +78,22 @@ def capture_tree(
         return _capture(ctx, extras, root or ctx.root, stamp=own and not extras)
 
 
-def _stamp_path(ctx: ProjectContext) -> Path:
+def stamp_path(ctx: ProjectContext) -> Path:
     return ctx.store.path("cache", "treestamp")
 
 
 def _stamp(ctx: ProjectContext) -> TreeStamp | None:
-    return TreeStamp.load(_stamp_path(ctx), stamp_key(ctx.info.file_threshold))
+    return TreeStamp.load(stamp_path(ctx), stamp_key(ctx.info.file_threshold))
+
+
+def watch_inputs(ctx: ProjectContext, watch: Watch) -> None:
+    """Sign what a capture answered by the tree stamp reads besides the tree (unchanged.py)."""
+    from datmo.core import probe
+
+    watch.add(stamp_path(ctx))
+    watch.add(_env_cache(ctx).summary_path)
+    watch.packages = probe.package_folders(os.fspath(ctx.root))
+    watch.machine = probe.machine()
 
 
 def unchanged_since(ctx: ProjectContext, code_id: str, files_id: str) -> bool:
@@ -182,7 +193,7 @@ def _capture(
         if made is None:
             store.remove("cache/treestamp")  # what the last one vouched for is gone anyway
         else:
-            made.save(_stamp_path(ctx), store.owner)
+            made.save(stamp_path(ctx), store.owner)
     return Captured(
         code_id=code_id,
         files_id=files_id,

@@ -13,12 +13,11 @@ import copy
 import json
 import os
 import stat
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from datmo.core import envinfo
+from datmo.core import envinfo, probe
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes
 
 _CACHE_VERSION = 1
@@ -26,47 +25,11 @@ _CACHE_VERSION = 1
 # it would keep its (size, mtime) key; like git's "racy clean" check, files touched
 # this recently are parsed but not trusted from the cache. 2 s covers FAT and HFS+.
 _RACY_NS = 2_000_000_000
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-
-
-def _interpreter() -> str:
-    # The file, not the name it was started by: `datmo` (a script whose first line says
-    # python3) and `python -m datmo` in one virtual environment are the same Python.
-    return os.path.realpath(sys.executable)
 
 
 def packages_fingerprint(root: Path | None = None) -> str:
-    """Cheap stand-in for 'the installed packages are the same': sys.path folder mtimes.
-
-    Installing or removing a distribution adds or removes a *.dist-info folder,
-    which changes its parent's mtime. Folders inside `root` other than
-    site-/dist-packages are skipped: they are project code, not installs.
-    """
-    parts = [_interpreter(), sys.version]
-    root_s = os.path.abspath(root) if root is not None else None
-    # sys.path[0] is the running script's folder or the cwd (console script, -m, -c):
-    # never where packages are installed, and it differs between ways of starting datmo.
-    for entry in sys.path[1:]:
-        path = os.path.abspath(entry or os.curdir)
-        inside = root_s is not None and (path == root_s or path.startswith(root_s + os.sep))
-        if inside and os.path.basename(path) not in ("site-packages", "dist-packages"):
-            continue
-        try:
-            parts.append(f"{path}\0{os.stat(path).st_mtime_ns}")
-        except OSError:
-            parts.append(f"{path}\0-")  # appearing later must change the fingerprint
-    return _digest(parts)
-
-
-def _machine_key() -> list[str]:
-    # GPUs and the kernel change with a reboot or a move to another machine sharing
-    # the project folder; boot_id is random per boot, so it says so without naming the host.
-    try:
-        boot = _BOOT_ID.read_text().strip()
-    except OSError:
-        boot = ""
-    u = os.uname()  # not platform.uname(): indexing it runs `uname -p` in a subprocess
-    return [_interpreter(), boot, u.release, u.version, u.machine]
+    """Cheap stand-in for 'the installed packages are the same' (probe.package_folders)."""
+    return _digest(probe.package_folders(None if root is None else os.fspath(root)))
 
 
 def _digest(parts: object) -> str:
@@ -112,7 +75,7 @@ class EnvInfoCache:
             self._platform = plat
 
     def _summary_key(self, root: Path, content_key: str) -> str:
-        return _digest([content_key, packages_fingerprint(root), _machine_key()])
+        return _digest([content_key, packages_fingerprint(root), probe.machine()])
 
     def _from_summary(self, key: str) -> tuple[str, dict[str, object]] | None:
         try:
@@ -193,7 +156,7 @@ class EnvInfoCache:
             self._requirements = {"key": req_key, "text": text}
             dirty = True
 
-        plat_key = _digest([fingerprint, _machine_key()])
+        plat_key = _digest([fingerprint, probe.machine()])
         if self._platform.get("key") != plat_key:
             self._platform = {"key": plat_key, "facts": envinfo.platform_facts()}
             dirty = True

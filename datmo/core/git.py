@@ -252,6 +252,16 @@ class ShadowRepo:
     def has_object(self, sha: str) -> bool:
         return os.path.exists(self._loose_path(sha)) or self._in_packs(bytes.fromhex(sha))
 
+    def object_files(self, sha: str) -> list[Path] | None:
+        """The files whose presence vouches for an object: its loose file, else every pack
+        index (one of them holds it); None when it is not here."""
+        loose = self._loose_path(sha)
+        if loose.exists():
+            return [loose]
+        if not self._in_packs(bytes.fromhex(sha)):
+            return None
+        return sorted((self._objects / "pack").glob("*.idx"))
+
     def read_object(self, sha: str) -> tuple[str, bytes]:
         return self._read_objects([sha])[sha]
 

@@ -6,18 +6,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from datmo.core import probe
 from datmo.core.entity.project import Project
-from datmo.core.storage.store import DATMO_DIR, Store
+from datmo.core.storage.store import Store
 from datmo.errors import ProjectNotFound
+
+JOURNAL = ("journal", "checkout.json")  # in .datmo: a checkout not yet finished
 
 
 def find_root(start: Path | None = None) -> Path:
     """Walk up from start (default: cwd) to the folder holding `.datmo`, as git does."""
-    here = Path(os.path.abspath(start or os.getcwd()))
-    for folder in (here, *here.parents):
-        if (folder / DATMO_DIR / "project.json").is_file():
-            return folder
-    raise ProjectNotFound(str(here))
+    here = os.path.abspath(start or os.getcwd())
+    found = probe.find_root(here)
+    if found is None:
+        raise ProjectNotFound(here)
+    return Path(found)
 
 
 @dataclass
@@ -38,7 +41,7 @@ class ProjectContext:
 def open_project(start: Path | None = None, recover: bool = True) -> ProjectContext:
     root = find_root(start)
     ctx = ProjectContext(root, Store(root))
-    if recover and ctx.store.path("journal", "checkout.json").exists():
+    if recover and ctx.store.path(*JOURNAL).exists():
         # A checkout that was killed half-way is finished before anything else reads the tree.
         from datmo.core.controller import checkout
 

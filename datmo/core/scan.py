@@ -29,6 +29,7 @@ from pathlib import Path
 
 from datmo.core.ignore import IgnoreRules, Pattern
 from datmo.core.memory import gc_paused
+from datmo.core.probe import is_venv
 from datmo.errors import DatmoError, NotFound
 
 CODE, FILE = "code", "file"
@@ -312,20 +313,6 @@ def _dir_key(name: str) -> str:
 
 def _path(entry: Entry) -> str:
     return entry.path
-
-
-def is_venv(fd: int, names: list[str]) -> bool:
-    """Whether the open folder holding `names` is a virtual environment (venv, conda)."""
-    return "pyvenv.cfg" in names or _is_dir_at(fd, "conda-meta", names)
-
-
-def _is_dir_at(fd: int, name: str, names: list[str]) -> bool:
-    if name not in names:
-        return False
-    try:
-        return stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode)
-    except OSError:
-        return False
 
 
 def _hits(decided: dict[str, Pattern]) -> dict[str, str]:

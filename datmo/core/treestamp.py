@@ -26,26 +26,27 @@ Anything else (no stamp, another key, the first difference) means a full capture
 On disk in cachefile.py's framing, like the stat cache; the numbers in five int64
 columns, one row per name: mode (_DIR / _NOT_DIR for a name not captured itself),
 size, mtime_ns, ctime_ns, inode.
+
+Loading and checking a stamp is on the start-up path of a re-snapshot
+(unchanged.py), so this module imports only what `os` needs: no typing,
+dataclasses or pathlib at run time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import sys
 from array import array
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
 from datmo import __version__
+from datmo.core.probe import COARSE_NS, is_racy, is_venv
 from datmo.core.storage import cachefile
-from datmo.core.storage.fsutil import Owner
-from datmo.core.storage.statcache import COARSE_NS, is_racy
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datmo.core.scan import ScanResult
+    from datmo.core.storage.fsutil import Owner
 
 FORMAT_VERSION = 1
 _MAGIC = b"DATMOTS\n"
@@ -55,32 +56,41 @@ _INO = (1 << 63) - 1  # inode numbers are unsigned 64-bit; the low 63 bits will 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
 class Outcome:
     """What a capture of the project produced, apart from the environment."""
 
-    code_id: str
-    files_id: str
-    code_count: int
-    file_count: int
-    total_bytes: int
-    skipped: list[list[str]]
-    content_key: str  # what the requirements summary is keyed by
-    file_digests: list[str]  # the stored files' objects, checked to still exist
+    __slots__ = (
+        *("code_id", "files_id", "code_count", "file_count", "total_bytes"),
+        *("skipped", "content_key", "file_digests"),
+    )
+
+    def __init__(
+        self,
+        code_id: str,
+        files_id: str,
+        code_count: int,
+        file_count: int,
+        total_bytes: int,
+        skipped: list[list[str]],
+        content_key: str,  # what the requirements summary is keyed by
+        file_digests: list[str],  # the stored files' objects, checked to still exist
+    ) -> None:
+        self.code_id, self.files_id = code_id, files_id
+        self.code_count, self.file_count, self.total_bytes = code_count, file_count, total_bytes
+        self.skipped, self.content_key, self.file_digests = skipped, content_key, file_digests
 
 
-class _Mark(NamedTuple):
+class _Mark:
     """Stands in for the lstat of a name that is not captured itself."""
 
-    st_mode: int
-    st_size: int = 0
-    st_mtime_ns: int = 0
-    st_ctime_ns: int = 0
-    st_ino: int = 0
+    __slots__ = ("st_mode",)
+    st_size = st_mtime_ns = st_ctime_ns = st_ino = 0
+
+    def __init__(self, mode: int) -> None:
+        self.st_mode = mode
 
 
 _DIR_MARK, _NOT_DIR_MARK = _Mark(_DIR), _Mark(_NOT_DIR)
-_Stat = os.stat_result | _Mark
 
 
 class TreeStamp:
@@ -106,7 +116,7 @@ class TreeStamp:
         for, or a file too new to trust (see the module docstring)."""
         if not scan.stable:
             return None
-        flat: list[_Stat] = []
+        flat: list[os.stat_result | _Mark] = []
         folders, names = [], []
         for rel, listed, dirs, entries in scan.folders:
             if not dirs and len(entries) == len(listed):
@@ -162,9 +172,11 @@ class TreeStamp:
             return ok
         finally:
             for pid in children:  # an answer is known: the rest need not finish
-                with contextlib.suppress(OSError):
+                try:
                     os.kill(pid, 9)
                     os.waitpid(pid, 0)
+                except OSError:
+                    pass
 
     def _check(self, top: str, first: int, last: int, i: int) -> bool:
         """Folders first..last-1, whose names start at name number i."""
@@ -204,8 +216,6 @@ class TreeStamp:
         return True
 
     def _still_venv(self, top: str, rel: str) -> bool:
-        from datmo.core.scan import is_venv
-
         fd = os.open(f"{top}/{rel}", _DIR_FLAGS)
         try:
             return is_venv(fd, os.listdir(fd))
@@ -213,7 +223,7 @@ class TreeStamp:
             os.close(fd)
 
     # -- on disk ---------------------------------------------------------------
-    def save(self, path: Path, owner: Owner | None) -> None:
+    def save(self, path: os.PathLike[str], owner: Owner | None) -> None:
         o = self.outcome
         data = (
             self.key,
@@ -227,12 +237,12 @@ class TreeStamp:
         cachefile.write(path, _MAGIC, FORMAT_VERSION, data, owner)
 
     @classmethod
-    def load(cls, path: Path, key: str) -> TreeStamp | None:
+    def load(cls, path: str | os.PathLike[str], key: str) -> TreeStamp | None:
         """The stamp at path if it has this key; None if missing, damaged or another key."""
         data = cachefile.read(path, _MAGIC, FORMAT_VERSION)
         if data is None:
             return None
-        with contextlib.suppress(Exception):  # not the shape written: a buggy writer
+        try:
             stamp_key, numbers, lists, folders, names, raw_cols, venvs = data
             if stamp_key != key:
                 return None
@@ -243,7 +253,8 @@ class TreeStamp:
             if len(folders) != len(names) or any(len(c) != count for c in cols):
                 return None
             return cls(key, Outcome(*numbers, *lists), folders, names, cols, venvs)
-        return None
+        except Exception:  # not the shape written: a buggy writer
+            return None
 
 
 PARALLEL_FROM = 20_000  # names; below this a fork costs more than it saves

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from datmo.core.probe import folder_stamp
 from datmo.errors import NotFound
 
 # The templates ship as package files; a plain path avoids importing importlib.resources.
@@ -50,14 +51,12 @@ def files(name: str) -> dict[str, bytes]:
     return found
 
 
+def folder(name: str) -> tuple[str, str]:
+    """A template's folder, and the folder its files are named relative to in stamp()."""
+    return os.fspath(_HERE.joinpath(name)), os.fspath(_HERE)
+
+
 def stamp(name: str) -> str:
     """Sizes and modification times of a template's files, in one word: what a cache
     of its id is keyed by (they change only when datmo is installed again or edited)."""
-    parts = []
-    for folder, dirs, names in os.walk(_HERE.joinpath(name)):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for n in sorted(names):
-            st = os.stat(os.path.join(folder, n))
-            rel = os.path.relpath(os.path.join(folder, n), _HERE)
-            parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts).replace(" ", "%20") or "-"
+    return folder_stamp(*folder(name))

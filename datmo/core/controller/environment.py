@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datmo import templates
 from datmo.core.entity.base import utcnow
@@ -23,6 +23,9 @@ from datmo.core.entity.environment import BUILTIN_PREFIX, Environment
 from datmo.core.project import ProjectContext
 from datmo.core.signals import deferred_interrupt
 from datmo.errors import AmbiguousId, CorruptStore, DatmoError, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from datmo.core.unchanged import Watch
 
 KIND = "environments"
 
@@ -160,6 +163,29 @@ def in_use(ctx: ProjectContext) -> str:
         files, _ = _engine().project_definition(ctx.root)
         return register(ctx, "Dockerfile", files, "project")
     return _builtin_id(ctx, DEFAULT_TEMPLATE)
+
+
+def watch_in_use(ctx: ProjectContext, watch: Watch) -> bool:
+    """Sign what in_use() reads (see unchanged.py), before it reads it; False when that
+    cannot be listed: a root Dockerfile's COPY lines may name any file, globs included.
+    The project record is already signed by the caller."""
+    if ctx.info.active_environment_id:
+        return True
+    if watch.add(ctx.root / "Dockerfile") is not None:
+        return False
+    store = ctx.store
+    cache = store.path("cache", f"builtin-{DEFAULT_TEMPLATE}")
+    watch.add(cache)
+    try:
+        _, env_id = cache.read_text().split()
+    except (OSError, ValueError):
+        return False  # in_use registers it now; the next create can keep its answer
+    if not re.fullmatch(r"[0-9a-f]{8,64}", env_id):
+        return False
+    watch.add(store.path(store.entity_path(KIND, env_id)))
+    folder = templates.folder(DEFAULT_TEMPLATE)
+    watch.template = (*folder, templates.stamp(DEFAULT_TEMPLATE))
+    return True
 
 
 def _builtin_id(ctx: ProjectContext, name: str) -> str:

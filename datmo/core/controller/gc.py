@@ -77,9 +77,11 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
     now = time.time()
     with store.lock():
         if not dry_run:
-            # The tree stamp vouches for objects without checking each: drop it before
-            # anything it may name is deleted (the next snapshot writes a new one).
+            # The tree stamp vouches for objects without checking each: drop it, and the
+            # answer kept with it, before anything they name is deleted (the next
+            # snapshot writes new ones).
             store.remove("cache/treestamp")
+            store.remove("cache/unchanged")
         try:
             live = live_objects(ctx)
             candidates = list(store.objects.iter_digests())

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datmo.core import params
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.snapshot import Snapshot
-from datmo.core.project import ProjectContext
+from datmo.core.project import JOURNAL, ProjectContext
 from datmo.core.signals import deferred_interrupt
 from datmo.errors import DatmoError, NotFound
+
+if TYPE_CHECKING:
+    from datmo.core import unchanged
 
 KIND = "snapshots"
 CURRENT = "current.json"
@@ -99,6 +103,8 @@ def create(
     params.text(message, "the message")
     if label is not None:
         params.text(label, "the label")
+    plain = not (config or metrics or config_file or stats_file or paths or tree or hidden)
+    watch = _watch(ctx) if plain and not (reuse_state or run_id) else None
     cfg, met = gather_params(ctx, config, metrics, config_file, stats_file)
     captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths], tree)
     store = ctx.store
@@ -126,6 +132,8 @@ def create(
             skipped=captured.skipped[:MAX_SKIPPED_RECORDED],
         )
         if parent is not None and not hidden and snap.same_content(parent):
+            if watch is not None:
+                _keep_answer(ctx, watch, parent, captured.skipped)
             return CreateResult(parent, created=False, skipped=captured.skipped)
         if parent is not None and reuse_state and snap.same_state(parent):
             return CreateResult(parent, created=False, skipped=captured.skipped)
@@ -138,6 +146,43 @@ def create(
         if tree is None or tree == ctx.root:
             store.write_pointer(CURRENT, snap.id)
     return CreateResult(snap, created=True, skipped=captured.skipped)
+
+
+def _watch(ctx: ProjectContext) -> unchanged.Watch | None:
+    """Sign what a plain create reads, before it reads it, so that an unchanged answer
+    can be kept for the console script (see unchanged.py)."""
+    from datmo.core import capture, unchanged
+    from datmo.core.controller import environment
+
+    store = ctx.store
+    watch = unchanged.Watch(os.fspath(ctx.root))
+    if watch.add(store.path(*JOURNAL)) is not None:
+        return None  # a checkout to finish first
+    watch.add(store.path("project.json"))
+    for name in ("config.json", "stats.json"):
+        sig = watch.add(ctx.root / name)
+        if sig is not None and stat.S_ISLNK(sig[0]):
+            return None  # read through the link: its target's changes would not show
+    watch.add(store.path(CURRENT))
+    sid = current_id(ctx)
+    if sid is None:
+        return None
+    watch.add(store.path(store.entity_path(KIND, sid)))
+    capture.watch_inputs(ctx, watch)
+    return watch if environment.watch_in_use(ctx, watch) else None
+
+
+def _keep_answer(
+    ctx: ProjectContext, watch: unchanged.Watch, parent: Snapshot, skipped: list[list[str]]
+) -> None:
+    from datmo.core import unchanged
+    from datmo.core.treestamp import stamp_key
+
+    try:
+        key = stamp_key(ctx.info.file_threshold)
+        unchanged.save(ctx, watch, parent.id, (parent.message, parent.label), skipped, key)
+    except (OSError, DatmoError):
+        pass  # only a shortcut for the next call; the answer given now stands
 
 
 def parse_extra(spec: str) -> tuple[Path, str]:

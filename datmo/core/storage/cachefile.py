@@ -7,15 +7,18 @@ or damage reads as "no cache", which only costs time.
 
 from __future__ import annotations
 
-import errno
 import marshal
+import os
 import struct
 import sys
 import zlib
-from pathlib import Path
-from typing import Any
 
-from datmo.core.storage.fsutil import Owner, atomic_write_bytes, makedirs
+# Read on the start-up path (unchanged.py): typing and fsutil only where written.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from datmo.core.storage.fsutil import Owner
 
 # magic, format version, interpreter (cache tag + marshal version), byte order, crc32
 _HEADER = struct.Struct("<8sH16scI")
@@ -23,13 +26,21 @@ _PYTHON = f"{sys.implementation.cache_tag}/{marshal.version}".encode()[:16].ljus
 _ORDER = sys.byteorder[0].encode()
 
 
-def write(path: Path, magic: bytes, version: int, data: Any, owner: Owner | None) -> bool:
+def write(
+    path: os.PathLike[str], magic: bytes, version: int, data: Any, owner: Owner | None
+) -> bool:
     """Write atomically (not durably: a cache); False when the disk is full or read-only."""
+    import errno
+    from pathlib import Path
+
+    from datmo.core.storage.fsutil import atomic_write_bytes, makedirs
+
+    target = Path(path)
     payload = marshal.dumps(data)
     header = _HEADER.pack(magic, version, _PYTHON, _ORDER, zlib.crc32(payload))
     try:
-        makedirs(path.parent, owner)
-        atomic_write_bytes(path, header + payload, owner, durable=False)
+        makedirs(target.parent, owner)
+        atomic_write_bytes(target, header + payload, owner, durable=False)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
@@ -37,11 +48,12 @@ def write(path: Path, magic: bytes, version: int, data: Any, owner: Owner | None
     return True
 
 
-def read(path: Path, magic: bytes, version: int) -> Any:
+def read(path: str | os.PathLike[str], magic: bytes, version: int) -> Any:
     """What write() stored; None when missing, damaged, or from another format or Python.
     Callers still check the shape of what they get (a buggy writer)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError:
         return None
     if len(data) < _HEADER.size:

@@ -24,23 +24,9 @@ from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from datmo.core.probe import is_racy
 from datmo.core.storage import cachefile
 from datmo.core.storage.fsutil import Owner
-
-RACY_NS = 20_000_000  # 20 ms: wider than the coarsest kernel timestamp tick we expect
-# A whole-second mtime may come from a filesystem that keeps only seconds (ext3, FAT
-# keeps two, some network filesystems): there, a write within the same second or two
-# leaves it unchanged, so such a time is trusted only once it is that much older.
-COARSE_NS = 2_000_000_000
-SECOND_NS = 1_000_000_000
-
-
-def is_racy(time_ns: int, since_ns: int) -> bool:
-    """Whether a change after `since_ns` could have left `time_ns` (an mtime) as it is."""
-    return time_ns >= since_ns - RACY_NS or (
-        time_ns >= since_ns - COARSE_NS and time_ns % SECOND_NS == 0
-    )
-
 
 FORMAT_VERSION = 3
 _MAGIC = b"DATMOSC\n"

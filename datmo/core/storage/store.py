@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datmo.core.probe import DATMO_DIR
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, makedirs
 from datmo.errors import AmbiguousId, CorruptStore, DatmoError, LockTimeout, NotFound
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from datmo.core.git import ShadowRepo
     from datmo.core.storage.objects import ObjectStore
 
-DATMO_DIR = ".datmo"
 MIN_PREFIX = 4
 LOCK_TIMEOUT_S = 120.0
 KINDS = ("snapshots", "environments", "runs")
