@@ -39,9 +39,11 @@ from datmo import __version__
 from datmo.core import probe
 from datmo.core.storage import cachefile
 from datmo.core.treestamp import TreeStamp
+from datmo.errors import DatmoError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datmo.core.entity.snapshot import Snapshot
     from datmo.core.project import ProjectContext
 
 FORMAT_VERSION = 1
@@ -74,50 +76,32 @@ class Watch:
         return sig
 
 
-def save(
-    ctx: ProjectContext,
-    watch: Watch,
-    snapshot_id: str,
-    words: tuple[str, str | None],
-    skipped: list[list[str]],
-    stamp_key: str,
-) -> None:
-    """Keep create()'s answer (the current snapshot, unchanged) for the next identical call.
-    words: the message and label it was asked with."""
+def save(ctx: ProjectContext, watch: Watch, snap: Snapshot, skipped: list[list[str]]) -> None:
+    """Keep create()'s answer, `snap` unchanged, for the next call with its words. Only a
+    shortcut: a failure to keep it is no failure of the create that found it."""
     from datmo.core import capture
-    from datmo.core.entity.snapshot import Snapshot
+    from datmo.core.treestamp import stamp_key
 
     store = ctx.store
-    path = store.path("cache", NAME)
-    stamp_path = os.fspath(capture.stamp_path(ctx))
-    stamp = TreeStamp.load(stamp_path, stamp_key)
-    if watch.racy or stamp is None:
-        store.remove(f"cache/{NAME}")
-        return
-    snap = Snapshot.from_dict(store.read_entity("snapshots", snapshot_id))
-    objects = store.objects
-    digests = [snap.files_id, *stamp.outcome.file_digests]
-    if snap.requirements_id:
-        digests.append(snap.requirements_id)
-    witnesses = [objects.path(d) for d in digests]
-    code = store.git.object_files(snap.code_id)
-    if code is None:
-        store.remove(f"cache/{NAME}")
-        return
-    files = [*watch.files, *((os.fspath(p), probe.signature(os.fspath(p))) for p in witnesses)]
-    files += [(os.fspath(p), probe.signature(os.fspath(p))) for p in code]
-    data = (
-        _KEY,
-        watch.root,
-        *words,
-        snapshot_id,
-        skipped,
-        stamp_path,
-        stamp_key,
-        files,
-        (watch.packages, watch.machine, watch.template),
-    )
-    cachefile.write(path, _MAGIC, FORMAT_VERSION, data, store.owner)
+    try:
+        key = stamp_key(ctx.info.file_threshold)
+        stamp_path = os.fspath(capture.stamp_path(ctx))
+        stamp = TreeStamp.load(stamp_path, key)
+        code = store.git.object_files(snap.code_id)
+        if watch.racy or stamp is None or code is None:
+            store.remove(f"cache/{NAME}")
+            return
+        needed = [snap.files_id, *stamp.outcome.file_digests]
+        if snap.requirements_id:
+            needed.append(snap.requirements_id)
+        witnesses = [os.fspath(p) for p in (*map(store.objects.path, needed), *code)]
+        files = [*watch.files, *((p, probe.signature(p)) for p in witnesses)]
+        words = (snap.message, snap.label)
+        env = (watch.packages, watch.machine, watch.template)
+        data = (_KEY, watch.root, *words, snap.id, skipped, stamp_path, key, files, env)
+        cachefile.write(store.path("cache", NAME), _MAGIC, FORMAT_VERSION, data, store.owner)
+    except (OSError, DatmoError):
+        pass
 
 
 def answer(cwd: str, message: str, label: str | None) -> tuple[str, list[list[str]]] | None:

@@ -96,7 +96,7 @@ def create(
     reuse_state: return the current snapshot when it holds the same state, whatever
     its message (a run's before snapshot of an unchanged project).
     """
-    from datmo.core import capture
+    from datmo.core import capture, unchanged
 
     if not message.strip():
         raise DatmoError("a snapshot needs a message; pass -m 'what changed'")
@@ -133,7 +133,7 @@ def create(
         )
         if parent is not None and not hidden and snap.same_content(parent):
             if watch is not None:
-                _keep_answer(ctx, watch, parent, captured.skipped)
+                unchanged.save(ctx, watch, parent, captured.skipped)
             return CreateResult(parent, created=False, skipped=captured.skipped)
         if parent is not None and reuse_state and snap.same_state(parent):
             return CreateResult(parent, created=False, skipped=captured.skipped)
@@ -170,19 +170,6 @@ def _watch(ctx: ProjectContext) -> unchanged.Watch | None:
     watch.add(store.path(store.entity_path(KIND, sid)))
     capture.watch_inputs(ctx, watch)
     return watch if environment.watch_in_use(ctx, watch) else None
-
-
-def _keep_answer(
-    ctx: ProjectContext, watch: unchanged.Watch, parent: Snapshot, skipped: list[list[str]]
-) -> None:
-    from datmo.core import unchanged
-    from datmo.core.treestamp import stamp_key
-
-    try:
-        key = stamp_key(ctx.info.file_threshold)
-        unchanged.save(ctx, watch, parent.id, (parent.message, parent.label), skipped, key)
-    except (OSError, DatmoError):
-        pass  # only a shortcut for the next call; the answer given now stands
 
 
 def parse_extra(spec: str) -> tuple[Path, str]:
