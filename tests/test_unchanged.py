@@ -25,6 +25,7 @@ from conftest import imported_modules, run_datmo
 from datmo.cli import quick
 from datmo.core import probe, unchanged
 from datmo.core.project import open_project
+from datmo.core.storage import cachefile
 
 BASE: dict[str, Any] = {
     "train.py": "import os\nprint('train')\n",
@@ -284,6 +285,18 @@ def test_a_damaged_answer_is_ignored(
     assert _answer(project) is None
     out, _ = _run_quick(capsys, "-m", "same")
     assert out == kept
+
+
+@pytest.mark.parametrize("part", [*range(10), 10])
+def test_an_answer_of_the_wrong_shape_is_ignored(kept: str, project: Path, part: int) -> None:
+    """Well framed (as a buggy or older writer would leave it) but not the shape read."""
+    path = project / ".datmo" / "cache" / "unchanged"
+    data = list(cachefile.read(path, unchanged._MAGIC, unchanged.FORMAT_VERSION))
+    assert len(data) == 10 and _answer(project) == kept
+    wrong = {8: [(5, None)], 9: ([], [], (5, 5, "x")), 10: ([], [], 5)}
+    data[min(part, 9)] = wrong.get(part, 5)  # 5: an fd's number, where a path belongs
+    cachefile.write(path, unchanged._MAGIC, unchanged.FORMAT_VERSION, tuple(data), None)
+    assert _answer(project) is None
 
 
 # -- when no answer is kept ----------------------------------------------------------------

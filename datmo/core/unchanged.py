@@ -115,9 +115,13 @@ def answer(cwd: str, message: str, label: str | None) -> tuple[str, list[list[st
     try:
         key, kept_root, *words, sid, skipped, stamp_path, stamp_key, files, env = data
         packages, machine, template = env
+        texts = [sid, stamp_path, *(template or ())]  # template: None or 3 strings
     except (TypeError, ValueError):
         return None  # none kept, or not the shape written
     if (key, kept_root, words) != (_KEY, root, [message, label]):
+        return None
+    # Checked, not trusted: an int where a path belongs would name a file descriptor.
+    if not all(isinstance(t, str) for t in texts) or not _are_notes(skipped):
         return None
     try:
         if any(probe.signature(path) != sig for path, sig in files):
@@ -126,9 +130,17 @@ def answer(cwd: str, message: str, label: str | None) -> tuple[str, list[list[st
             return None
         if template is not None and probe.folder_stamp(template[0], template[1]) != template[2]:
             return None
-    except OSError:
-        return None
-    stamp = TreeStamp.load(stamp_path, stamp_key)
-    if stamp is None or not stamp.holds(root):
+        stamp = TreeStamp.load(stamp_path, stamp_key)
+        if stamp is None or not stamp.holds(root):
+            return None
+    except (OSError, TypeError, ValueError):  # TypeError, ValueError: not the shape written
         return None
     return sid, skipped
+
+
+def _are_notes(value: object) -> bool:
+    """A list of [path, reason] pairs: what a capture left out."""
+    return isinstance(value, list) and all(
+        isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+        for item in value
+    )

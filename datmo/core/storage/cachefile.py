@@ -51,8 +51,9 @@ def write(
 def read(path: str | os.PathLike[str], magic: bytes, version: int) -> Any:
     """What write() stored; None when missing, damaged, or from another format or Python.
     Callers still check the shape of what they get (a buggy writer)."""
+    name = os.fspath(path)  # never an int: open() would take it for a file descriptor
     try:
-        with open(path, "rb") as f:
+        with open(name, "rb") as f:
             data = f.read()
     except OSError:
         return None
