@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a copy of examples/quickstart:
-# init, two snapshots with different config and metrics, list, diff, status, checkout.
+# init, two snapshots with different config and metrics, an unchanged re-snapshot, list,
+# diff, status, checkout.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/datmo-demo.XXXXXX")"
@@ -13,6 +14,9 @@ show datmo init --name quickstart --description "logistic regression demo"
 show python3 train.py
 first=$(datmo snapshot create -m "baseline" -l baseline)
 echo "snapshot: $first"
+# Nothing changed: the same id comes back and no duplicate is made (answered in a few tens
+# of milliseconds once datmo has kept the answer; see docs/storage.md).
+show datmo snapshot create -m "baseline" -l baseline
 printf '{"lr": 0.5, "epochs": 10, "seed": 0}\n' > config.json
 show python3 train.py
 second=$(datmo snapshot create -m "higher learning rate, more epochs" -s notes=tuned)
