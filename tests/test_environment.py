@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from datmo import templates
 from datmo.core import docker as engine
 from datmo.core.controller import environment as ctl
 from datmo.core.entity.environment import Environment
@@ -67,7 +68,7 @@ def test_setup_list_shows_each_builtin_with_its_description(cli):
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_builtin_templates_pin_a_public_image_and_describe_themselves(name):
-    dockerfile = ctl.template_files(name)["Dockerfile"].decode()
+    dockerfile = templates.files(name)["Dockerfile"].decode()
     first, *rest = dockerfile.splitlines()
     assert first.startswith("# datmo: ")
     froms = [line.split()[1] for line in rest if line.startswith("FROM ")]

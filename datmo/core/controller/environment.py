@@ -51,10 +51,6 @@ def builtins() -> list[tuple[str, str]]:
     return templates.available()  # (name, one-line description), by name
 
 
-def template_files(name: str) -> dict[str, bytes]:
-    return templates.files(name)
-
-
 # -- identity and records -----------------------------------------------------------
 
 
@@ -166,26 +162,25 @@ def in_use(ctx: ProjectContext) -> str:
 
 
 def watch_in_use(ctx: ProjectContext, watch: Watch) -> bool:
-    """Sign what in_use() reads (see unchanged.py), before it reads it; False when that
-    cannot be listed: a root Dockerfile's COPY lines may name any file, globs included.
-    The project record is already signed by the caller."""
+    """Sign what in_use() reads, before it reads it (unchanged.py; the project record is
+    signed already); False where that cannot be listed: a root Dockerfile's COPY lines."""
     if ctx.info.active_environment_id:
         return True
     if watch.add(ctx.root / "Dockerfile") is not None:
         return False
-    store = ctx.store
-    cache = store.path("cache", f"builtin-{DEFAULT_TEMPLATE}")
+    cache = _builtin_cache(ctx, DEFAULT_TEMPLATE)
     watch.add(cache)
     try:
         _, env_id = cache.read_text().split()
     except (OSError, ValueError):
         return False  # in_use registers it now; the next create can keep its answer
-    if not re.fullmatch(r"[0-9a-f]{8,64}", env_id):
-        return False
-    watch.add(store.path(store.entity_path(KIND, env_id)))
-    folder = templates.folder(DEFAULT_TEMPLATE)
-    watch.template = (*folder, templates.stamp(DEFAULT_TEMPLATE))
+    watch.add(ctx.store.path(ctx.store.entity_path(KIND, env_id)))
+    watch.template = (*templates.folder(DEFAULT_TEMPLATE), templates.stamp(DEFAULT_TEMPLATE))
     return True
+
+
+def _builtin_cache(ctx: ProjectContext, name: str) -> Path:
+    return ctx.store.path("cache", f"builtin-{name}")
 
 
 def _builtin_id(ctx: ProjectContext, name: str) -> str:
@@ -198,7 +193,7 @@ def _builtin_id(ctx: ProjectContext, name: str) -> str:
 
     store = ctx.store
     key = templates.stamp(name)
-    cache = store.path("cache", f"builtin-{name}")
+    cache = _builtin_cache(ctx, name)
     try:
         cached_key, env_id = cache.read_text().split()
     except (OSError, ValueError):
@@ -213,7 +208,7 @@ def _builtin_id(ctx: ProjectContext, name: str) -> str:
 
 
 def _register_builtin(ctx: ProjectContext, name: str) -> Environment:
-    files = template_files(name)
+    files = templates.files(name)
     description = templates.describe(files["Dockerfile"])
     return _register(ctx, name, files, BUILTIN_PREFIX + name, description)[0]
 
