@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,11 @@ def test_everything_datmo_creates_belongs_to_the_projects_owner(foreign_project,
         },
     )
     second = ok(cli, "snapshot", "create", "-m", "two")
+    assert foreign_owned(root) == []
+    for _ in range(3):  # unchanged: its answer is kept, once no time is too new to trust
+        time.sleep(0.06)
+        assert ok(cli, "snapshot", "create", "-m", "two") == second
+    assert (root / ".datmo" / "cache" / "unchanged").is_file()
     assert foreign_owned(root) == []
 
     # going back to the first makes folders (src/model), a link and files, removes extra/
