@@ -342,6 +342,14 @@ def test_not_kept_for_other_options(kept: str, project: Path, extra: list[str]) 
     assert _nothing_kept(project)
 
 
+@pytest.mark.parametrize("cache", ["builtin-python", "treestamp"])
+def test_a_hand_damaged_cache_never_fails_the_create(kept: str, project: Path, cache: str) -> None:
+    """Keeping an answer is a shortcut: a NUL in a path it would sign is no error."""
+    (project / ".datmo" / "cache" / cache).write_bytes(b"key ab\0cd\n")
+    result = run_datmo("snapshot", "create", "-m", "same")
+    assert (result.exit_code, result.stdout.strip()) == (0, kept), result.output
+
+
 def test_no_answer_outside_a_project(tmp_path: Path) -> None:
     assert unchanged.answer(str(tmp_path), "same", None) is None
 

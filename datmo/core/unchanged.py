@@ -100,7 +100,7 @@ def save(ctx: ProjectContext, watch: Watch, snap: Snapshot, skipped: list[list[s
         env = (watch.packages, watch.machine, watch.template)
         data = (_KEY, watch.root, *words, snap.id, skipped, stamp_path, key, files, env)
         cachefile.write(store.path("cache", NAME), _MAGIC, FORMAT_VERSION, data, store.owner)
-    except (OSError, DatmoError):
+    except (OSError, ValueError, DatmoError):  # ValueError: a bad id in a hand-edited record
         pass
 
 

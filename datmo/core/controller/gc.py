@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datmo.core import unchanged
 from datmo.core.project import ProjectContext
 from datmo.errors import DatmoError
 
@@ -81,7 +82,7 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
             # answer kept with it, before anything they name is deleted (the next
             # snapshot writes new ones).
             store.remove("cache/treestamp")
-            store.remove("cache/unchanged")
+            store.remove(f"cache/{unchanged.NAME}")
         try:
             live = live_objects(ctx)
             candidates = list(store.objects.iter_digests())

@@ -150,7 +150,15 @@ def create(
 
 def _watch(ctx: ProjectContext) -> unchanged.Watch | None:
     """Sign what a plain create reads, before it reads it, so that an unchanged answer
-    can be kept for the console script (see unchanged.py)."""
+    can be kept for the console script (see unchanged.py). Only a shortcut: whatever
+    goes wrong here means no answer is kept, and the create itself reports real faults."""
+    try:
+        return _signed(ctx)
+    except (OSError, ValueError, DatmoError):  # ValueError: a NUL in a hand-edited cache
+        return None
+
+
+def _signed(ctx: ProjectContext) -> unchanged.Watch | None:
     from datmo.core import capture, unchanged
     from datmo.core.controller import environment
 
