@@ -39,7 +39,7 @@ def isolated_home(
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("DATMO_DEBUG", raising=False)
-    # `datmo run` starts `python -m datmo.core.supervisor`, which must find this checkout.
+    # `datmo run` starts `python -m datmo.core.task.supervisor`, which must find this checkout.
     paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     return home
@@ -206,7 +206,7 @@ def docker_project(project: Path, busybox_image: str) -> Iterator[Path]:
     yield project
     import json
 
-    from datmo.core import docker as engine
+    from datmo.core.executor import engine
 
     project_id = json.loads((project / ".datmo" / "project.json").read_text())["id"]
     engine.remove_images(f"datmo.project={project_id}")

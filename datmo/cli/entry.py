@@ -24,7 +24,7 @@ def main() -> None:
 
 
 def _cli() -> int:
-    from datmo.core.prespawn import start_early
+    from datmo.core.task.prespawn import start_early
 
     start_early(sys.argv[1:])
     from datmo.cli.main import main as cli_main

@@ -1,10 +1,10 @@
 """`datmo snapshot create -m MSG [-l LABEL]` without loading click.
 
 Re-snapshotting an unchanged project is a few milliseconds of work (see
-treestamp.py), while loading click and the command modules takes tens: for the
+tree/stamp.py), while loading click and the command modules takes tens: for the
 command scripts and training loops run after every step, the start-up was most of
 the wait. So the console script hands this one shape of command line straight to
-the snapshot controller, after asking unchanged.py whether the answer is already
+the snapshot controller, after asking tree/unchanged.py whether the answer is already
 known (then nothing else is loaded). Only the options below, spelled as below, are
 taken; anything else (another option, --help, --debug, a value that starts with
 "-") goes to click, which stays the one source of usage and usage errors.
@@ -63,7 +63,7 @@ def run(args: list[str]) -> int | None:
     from datmo.cli.console import report, write
 
     try:
-        from datmo.core import unchanged
+        from datmo.core.tree import unchanged
 
         message, label = options["message"], options.get("label")
         known = unchanged.answer(os.getcwd(), message, label)
@@ -71,7 +71,7 @@ def run(args: list[str]) -> int | None:
             notes, out = create_lines(known[0], False, known[1])
         else:
             from datmo.core.controller import snapshot as ctl
-            from datmo.core.project import open_project
+            from datmo.core.storage.project import open_project
 
             result = ctl.create(open_project(), message, label=label)
             notes, out = create_lines(result.snapshot.id, result.created, result.skipped)

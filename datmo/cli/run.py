@@ -78,24 +78,25 @@ def task_options(f: F) -> F:
 
 
 def build_spec(command: str, **kw: Any) -> Any:
-    from datmo.core import runspec
-    from datmo.core.params import parse_pairs
-    from datmo.core.project import open_project
+    from datmo.core.storage.project import open_project
+    from datmo.core.task import spec as task_spec
+    from datmo.core.util.params import parse_pairs
+    from datmo.errors import UsageError
 
     ctx = open_project()
     gpus = kw.get("gpus")
     if kw.get("gpu") and gpus:
         raise click.UsageError("use --gpu (all GPUs) or --gpus LIST, not both")
-    spec = runspec.RunSpec(
+    spec = task_spec.RunSpec(
         command=command,
         executor=kw.get("executor") or ctx.info.default_executor,
         environment=kw.get("environment"),
-        gpus="all" if kw.get("gpu") else runspec.parse_gpus(gpus) if gpus else None,
-        ports=[runspec.parse_port(p) for p in kw.get("ports", ())],
-        memory=runspec.parse_memory(kw["memory"]) if kw.get("memory") else None,
-        cpus=runspec.parse_cpus(kw["cpus"]) if kw.get("cpus") is not None else None,
-        data=[runspec.parse_data(d) for d in kw.get("data", ())],
-        env=runspec.parse_env(kw.get("env", ())),
+        gpus="all" if kw.get("gpu") else task_spec.parse_gpus(gpus) if gpus else None,
+        ports=[task_spec.parse_port(p) for p in kw.get("ports", ())],
+        memory=task_spec.parse_memory(kw["memory"]) if kw.get("memory") else None,
+        cpus=task_spec.parse_cpus(kw["cpus"]) if kw.get("cpus") is not None else None,
+        data=[task_spec.parse_data(d) for d in kw.get("data", ())],
+        env=task_spec.parse_env(kw.get("env", ())),
         config=parse_pairs(kw.get("config", ()), "--config"),
         message=kw.get("message"),
         detach=bool(kw.get("detach")),
@@ -109,7 +110,7 @@ def build_spec(command: str, **kw: Any) -> Any:
             or store.startswith(d.source.rstrip("/") + "/")
             or d.source.startswith(store + "/")
         ):
-            raise runspec.UsageError(
+            raise UsageError(
                 f"--data {d.source} would show tasks the project's .datmo store; "
                 "mount a folder that does not hold it"
             )
@@ -200,7 +201,7 @@ def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> No
     Example: datmo ls --filter "acc>0.9" --sort acc --limit 10
     """
     from datmo.core.controller import run as runs
-    from datmo.core.project import open_project
+    from datmo.core.storage.project import open_project
 
     found, damaged = runs.listing(open_project(), filter_, sort, limit)
     rows = [run_row(r) for r in found]
@@ -239,7 +240,7 @@ def logs(run_id: str, follow: bool) -> None:
     """
     from datmo.core.controller import launch
     from datmo.core.controller import run as runs
-    from datmo.core.project import open_project
+    from datmo.core.storage.project import open_project
 
     ctx = open_project()
     r = runs.get(ctx, run_id)
@@ -261,7 +262,7 @@ def stop(run_id: str | None, stop_all: bool) -> None:
     Example: datmo stop 3f2a, or datmo stop --all
     """
     from datmo.core.controller import run as runs
-    from datmo.core.project import open_project
+    from datmo.core.storage.project import open_project
 
     done = runs.stop(open_project(), run_id, all=stop_all)
     if not done:
@@ -278,7 +279,7 @@ def delete(run_id: str) -> None:
     Example: datmo delete 3f2a
     """
     from datmo.core.controller import run as runs
-    from datmo.core.project import open_project
+    from datmo.core.storage.project import open_project
 
     r = runs.delete(open_project(), run_id)
     echo(f"Deleted run {r.id[:8]}")
@@ -304,7 +305,7 @@ def rerun(run_id: str, verify: bool, detach: bool, env: tuple[str, ...], fmt: st
     Example: datmo rerun 3f2a --verify
     """
     from datmo.core.controller import rerun as ctl
-    from datmo.core.project import open_project
+    from datmo.core.storage.project import open_project
 
     ctx = open_project()
     with datmo_failure_exit():

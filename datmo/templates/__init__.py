@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from datmo.core.probe import folder_stamp
+from datmo.core.util.probe import folder_stamp
 from datmo.errors import NotFound
 
 # The templates ship as package files; a plain path avoids importing importlib.resources.

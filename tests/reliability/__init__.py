@@ -101,7 +101,7 @@ def disk_usage(path: Path) -> int:
 
 
 def context(root: Path) -> Any:
-    from datmo.core.project import ProjectContext
+    from datmo.core.storage.project import ProjectContext
     from datmo.core.storage.store import Store
 
     return ProjectContext(root, Store(root))
@@ -210,13 +210,13 @@ def cmdlines() -> Iterator[tuple[int, list[str]]]:
 
 def supervisors(root: Path) -> list[int]:
     """Live supervisor processes of this project (zombies excluded)."""
-    from datmo.core.process import start_time
+    from datmo.core.task.process import start_time
 
     found = []
     for pid, argv in cmdlines():
-        if "datmo.core.supervisor" not in argv or not start_time(pid):
+        if "datmo.core.task.supervisor" not in argv or not start_time(pid):
             continue
-        try:  # an early supervisor (datmo.core.prespawn) names no folder: it runs in it
+        try:  # an early supervisor (datmo.core.task.prespawn) names no folder: it runs in it
             here = Path(os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             here = None
@@ -226,7 +226,7 @@ def supervisors(root: Path) -> list[int]:
 
 
 def processes_with(marker: str) -> list[int]:
-    from datmo.core.process import start_time
+    from datmo.core.task.process import start_time
 
     return [pid for pid, argv in cmdlines() if marker in " ".join(argv) and start_time(pid)]
 

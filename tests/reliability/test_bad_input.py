@@ -340,16 +340,6 @@ def as_user(root: Path, *args: str) -> tuple[int, str, str]:
     the interpreter under /root is out of that user's reach)."""
     import yaml  # noqa: F401
 
-    import datmo.cli.maintenance
-    import datmo.cli.run
-    import datmo.cli.snapshot
-    import datmo.core.capture
-    import datmo.core.controller.checkout
-    import datmo.core.controller.environment
-    import datmo.core.controller.launch
-    import datmo.core.envinfo
-    import datmo.core.storage.index  # noqa: F401
-
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     pid = os.fork()

@@ -280,7 +280,7 @@ def supervisor_child(fg: int, timeout: float = 20.0) -> int | None:
                 argv = Path(f"/proc/{kid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"datmo.core.supervisor" in argv:
+            if b"datmo.core.task.supervisor" in argv:
                 return int(kid)
         return None
 

@@ -343,7 +343,7 @@ def busybox_project(
     ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
-    from datmo.core import docker as engine
+    from datmo.core.executor import engine
 
     engine.remove_images(f"datmo.project={info['id']}")
 

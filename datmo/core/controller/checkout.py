@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
-from datmo.core.project import ProjectContext
-from datmo.core.state import CODE_LINK_MODE, Changes, TreeState, compare, load
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, makedirs
+from datmo.core.storage.project import ProjectContext
+from datmo.core.tree.state import CODE_LINK_MODE, Changes, TreeState, compare, load
 from datmo.errors import CorruptStore, DatmoError, NotFound, UnsavedChanges
 
 JOURNAL = "journal/checkout.json"
@@ -44,7 +44,7 @@ class Unsaved:
 
 
 def unsaved_changes(ctx: ProjectContext) -> Unsaved:
-    from datmo.core.capture import unchanged_since, working_state
+    from datmo.core.tree.capture import unchanged_since, working_state
 
     cur = snapshots.current(ctx)
     base = state_of(ctx, cur)
@@ -93,7 +93,7 @@ def _roll_back(
     ctx: ProjectContext, old: TreeState, new: TreeState, source_id: str | None, why: Exception
 ) -> NoReturn:
     """A checkout that cannot finish (a damaged object) puts the old state back."""
-    from datmo.core.capture import working_state
+    from datmo.core.tree.capture import working_state
 
     try:
         _apply(ctx, new, old, working_state(ctx))
@@ -116,7 +116,7 @@ def _give_up(ctx: ProjectContext, why: str) -> NoReturn:
 def recover_if_needed(ctx: ProjectContext) -> None:
     if not ctx.store.path(JOURNAL).exists():
         return
-    from datmo.core.capture import working_state
+    from datmo.core.tree.capture import working_state
 
     with ctx.store.lock():
         try:

@@ -8,8 +8,8 @@ from typing import Any
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import state_of
 from datmo.core.entity.snapshot import Snapshot
-from datmo.core.project import ProjectContext
-from datmo.core.state import Changes, TreeState, compare
+from datmo.core.storage.project import ProjectContext
+from datmo.core.tree.state import Changes, TreeState, compare
 
 Pair = tuple[Any, Any]
 

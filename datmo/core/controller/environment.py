@@ -20,21 +20,22 @@ from typing import TYPE_CHECKING, Any
 from datmo import templates
 from datmo.core.entity.base import utcnow
 from datmo.core.entity.environment import BUILTIN_PREFIX, Environment
-from datmo.core.project import ProjectContext
-from datmo.core.signals import deferred_interrupt
+from datmo.core.storage.project import ProjectContext
+from datmo.core.util.signals import deferred_interrupt
 from datmo.errors import AmbiguousId, CorruptStore, DatmoError, NotFound, UsageError
 
 if TYPE_CHECKING:
-    from datmo.core.unchanged import Watch
+    from datmo.core.tree.unchanged import Watch
 
 KIND = "environments"
 
 
 def _engine() -> Any:
-    """datmo.core.docker, imported on first use (snapshots seldom need it)."""
-    from datmo.core import docker
+    """The Docker engine client (datmo.core.executor.engine), imported on first use
+    (snapshots seldom need it)."""
+    from datmo.core.executor import engine
 
-    return docker
+    return engine
 
 
 DEFAULT_TEMPLATE = "python"
@@ -60,7 +61,7 @@ def normalise(data: bytes) -> bytes:
 
 
 def environment_id(files: Mapping[str, bytes], build_args: Mapping[str, str] | None = None) -> str:
-    from datmo.core.envinfo import definition_id
+    from datmo.core.tree.envinfo import definition_id
 
     hashed = dict(files)
     if build_args:
@@ -162,7 +163,7 @@ def in_use(ctx: ProjectContext) -> str:
 
 
 def watch_in_use(ctx: ProjectContext, watch: Watch) -> bool:
-    """Sign what in_use() reads, before it reads it (unchanged.py; the project record is
+    """Sign what in_use() reads, before it reads it (tree/unchanged.py; the project record is
     signed already); False where that cannot be listed: a root Dockerfile's COPY lines."""
     if ctx.info.active_environment_id:
         return True

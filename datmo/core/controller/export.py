@@ -13,9 +13,9 @@ from datmo.core.controller.checkout import (
     check_paths,
     state_of,
 )
-from datmo.core.project import ProjectContext
-from datmo.core.state import CODE_LINK_MODE, TreeState
 from datmo.core.storage.fsutil import Owner, makedirs
+from datmo.core.storage.project import ProjectContext
+from datmo.core.tree.state import CODE_LINK_MODE, TreeState
 from datmo.errors import DatmoError, NotFound
 
 

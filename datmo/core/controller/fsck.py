@@ -16,8 +16,8 @@ from datmo.core.entity.environment import Environment
 from datmo.core.entity.project import Project
 from datmo.core.entity.run import LOST, RUNNING, Run
 from datmo.core.entity.snapshot import Snapshot
-from datmo.core.project import ProjectContext
 from datmo.core.storage.fsutil import makedirs
+from datmo.core.storage.project import ProjectContext
 from datmo.errors import DatmoError
 
 QUARANTINE = "quarantine"
@@ -153,12 +153,12 @@ def _check_runs(
 
 def _check_containers(ctx: ProjectContext, runs_: dict[str, Run], r: Report, repair: bool) -> None:
     """Task containers of this project whose run is over, or gone."""
-    from datmo.core.docker import engine_answers
+    from datmo.core.executor.engine import engine_answers
 
     if not engine_answers():
         return
     from datmo.core.controller import run as runs
-    from datmo.core.docker import client
+    from datmo.core.executor.engine import client
 
     try:
         label = f"datmo.project={ctx.info.id}"

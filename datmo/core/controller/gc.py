@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datmo.core import unchanged
-from datmo.core.project import ProjectContext
+from datmo.core.storage.project import ProjectContext
+from datmo.core.tree import unchanged
 from datmo.errors import DatmoError
 
 GRACE_S = 3600.0
@@ -151,11 +151,11 @@ def _shas(listing: bytes) -> list[str]:
 
 def _docker(ctx: ProjectContext, report: GcReport, dry_run: bool) -> None:
     """Images this project built for environments it no longer has; stopped task containers."""
-    from datmo.core.docker import engine_answers
+    from datmo.core.executor.engine import engine_answers
 
     if not engine_answers():
         return
-    from datmo.core.docker import client
+    from datmo.core.executor.engine import client
 
     cli = client()
     project_id = ctx.info.id

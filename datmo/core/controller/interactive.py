@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from datmo.core import ttyrelay
 from datmo.core.controller import launch
 from datmo.core.controller import run as runs
 from datmo.core.entity.run import Run
-from datmo.core.project import ProjectContext
-from datmo.core.runspec import RunSpec
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task import ttyrelay
+from datmo.core.task.spec import RunSpec
 
 
 def run_interactive(ctx: ProjectContext, spec: RunSpec, progress: Any = None) -> Run:

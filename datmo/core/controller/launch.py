@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
-from datmo.core import prespawn
 from datmo.core.controller import run as runs
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import Run
-from datmo.core.process import start_time
-from datmo.core.project import ProjectContext
-from datmo.core.runspec import RunSpec
 from datmo.core.storage.fsutil import chown, makedirs
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task import prespawn
+from datmo.core.task.process import start_time
+from datmo.core.task.spec import RunSpec
 from datmo.errors import DatmoError
 
 Progress = Callable[[str], None]

@@ -11,9 +11,9 @@ from pathlib import Path
 from datmo.core.entity.base import utcnow
 from datmo.core.entity.project import Project
 from datmo.core.entity.snapshot import Snapshot
-from datmo.core.project import ProjectContext, find_root
-from datmo.core.state import Changes
+from datmo.core.storage.project import ProjectContext, find_root
 from datmo.core.storage.store import DATMO_DIR, Store
+from datmo.core.tree.state import Changes
 from datmo.errors import DatmoError, ProjectNotFound
 
 
@@ -55,7 +55,7 @@ def init(
         created = not store.exists()  # decided under the lock: two inits make one project
         now = utcnow()
         if created:
-            from datmo.core.docker import engine_answers
+            from datmo.core.executor.engine import engine_answers
 
             project = Project(
                 id=secrets.token_hex(20),
@@ -110,7 +110,7 @@ class Status:
 
 def status(ctx: ProjectContext) -> Status:
     from datmo.core.controller.checkout import unsaved_changes
-    from datmo.core.state import compare
+    from datmo.core.tree.state import compare
 
     u = unsaved_changes(ctx)
     if not u.changes:

@@ -18,8 +18,8 @@ from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import state_of
 from datmo.core.controller.export import write_state
 from datmo.core.entity.run import Run
-from datmo.core.project import ProjectContext
-from datmo.core.runspec import RunSpec, parse_data, parse_env, parse_port
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task.spec import RunSpec, parse_data, parse_env, parse_port
 from datmo.errors import DatmoError
 
 SCRATCH = "tmp"
@@ -67,7 +67,7 @@ def _image(ctx: ProjectContext, orig: Run, spec: RunSpec, progress: Any) -> str 
     if spec.executor != "docker":
         return None
     from datmo.core.controller import environment
-    from datmo.core.docker import client
+    from datmo.core.executor.engine import client
 
     if orig.image_id:
         try:

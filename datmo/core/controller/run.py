@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from datmo.core.entity.run import LOST, RUNNING, Run
-from datmo.core.memory import gc_paused
-from datmo.core.process import alive
-from datmo.core.project import ProjectContext
-from datmo.core.query import compile_filter, compile_sort
-from datmo.core.signals import deferred_interrupt
 from datmo.core.storage.fsutil import makedirs
 from datmo.core.storage.index import RunIndex
+from datmo.core.storage.project import ProjectContext
+from datmo.core.storage.query import compile_filter, compile_sort
+from datmo.core.task.process import alive
+from datmo.core.util.memory import gc_paused
+from datmo.core.util.signals import deferred_interrupt
 from datmo.errors import DatmoError, UsageError
 
 KIND = "runs"

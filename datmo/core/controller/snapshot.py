@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datmo.core import params
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.snapshot import Snapshot
-from datmo.core.project import JOURNAL, ProjectContext
-from datmo.core.signals import deferred_interrupt
+from datmo.core.storage.project import JOURNAL, ProjectContext
+from datmo.core.util import params
+from datmo.core.util.signals import deferred_interrupt
 from datmo.errors import DatmoError, NotFound
 
 if TYPE_CHECKING:
-    from datmo.core import unchanged
+    from datmo.core.tree import unchanged
 
 KIND = "snapshots"
 CURRENT = "current.json"
@@ -96,7 +96,7 @@ def create(
     reuse_state: return the current snapshot when it holds the same state, whatever
     its message (a run's before snapshot of an unchanged project).
     """
-    from datmo.core import capture, unchanged
+    from datmo.core.tree import capture, unchanged
 
     if not message.strip():
         raise DatmoError("a snapshot needs a message; pass -m 'what changed'")
@@ -150,7 +150,7 @@ def create(
 
 def _watch(ctx: ProjectContext) -> unchanged.Watch | None:
     """Sign what a plain create reads, before it reads it, so that an unchanged answer
-    can be kept for the console script (see unchanged.py). Only a shortcut: whatever
+    can be kept for the console script (see tree/unchanged.py). Only a shortcut: whatever
     goes wrong here means no answer is kept, and the create itself reports real faults."""
     try:
         return _signed(ctx)
@@ -159,8 +159,8 @@ def _watch(ctx: ProjectContext) -> unchanged.Watch | None:
 
 
 def _signed(ctx: ProjectContext) -> unchanged.Watch | None:
-    from datmo.core import capture, unchanged
     from datmo.core.controller import environment
+    from datmo.core.tree import capture, unchanged
 
     store = ctx.store
     watch = unchanged.Watch(os.fspath(ctx.root))

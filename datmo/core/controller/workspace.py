@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datmo.core.controller import launch
 from datmo.core.controller import run as runs
 from datmo.core.entity.run import Run
-from datmo.core.project import ProjectContext
-from datmo.core.runspec import Port, RunSpec, ensure_port_free
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task.spec import Port, RunSpec, ensure_port_free
 from datmo.errors import DatmoError
 
 READY_TIMEOUT_S = 180.0
@@ -101,7 +101,7 @@ def check_server(image: str, kind: Kind, project_id: str) -> None:
     """
     import docker.errors
 
-    from datmo.core.docker import client
+    from datmo.core.executor.engine import client
 
     cli = client()
     env = cli.images.get(image).attrs.get("Config", {}).get("Env") or []

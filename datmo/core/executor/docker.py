@@ -117,7 +117,7 @@ class DockerHandle:
 
     def send_input(self, data: bytes) -> None:
         if self._stdin is None:
-            from datmo.core.docker import client
+            from datmo.core.executor.engine import client
 
             params = {"stdin": 1, "stream": 1}
             self._stdin = client().api.attach_socket(self.container.id, params=params)
@@ -141,7 +141,7 @@ class DockerHandle:
 
 
 def remove_run_containers(run_id: str, container_id: str | None) -> None:
-    from datmo.core.docker import client
+    from datmo.core.executor.engine import client
 
     found = client().containers.list(all=True, filters={"label": f"datmo.run={run_id}"})
     for cid in {c.id for c in found} | ({container_id} if container_id else set()):
@@ -151,7 +151,7 @@ def remove_run_containers(run_id: str, container_id: str | None) -> None:
 def remove_container(container_id: str) -> None:
     import docker.errors
 
-    from datmo.core.docker import client
+    from datmo.core.executor.engine import client
 
     with contextlib.suppress(docker.errors.NotFound):
         try:
@@ -167,7 +167,7 @@ class DockerExecutor:
     def start(self, task: TaskContext) -> DockerHandle:
         import docker.errors
 
-        from datmo.core.docker import client
+        from datmo.core.executor.engine import client
 
         image = task.run.image_id
         if not image:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from datmo.core.executor import TaskContext, shell_argv
-from datmo.core.process import start_time
+from datmo.core.task.process import start_time
 from datmo.errors import DatmoError
 from datmo.task_sdk import PATH as SDK_PATH
 

@@ -13,7 +13,7 @@ import struct
 import sys
 import zlib
 
-# Read on the start-up path (unchanged.py): typing and fsutil only where written.
+# Read on the start-up path (tree/unchanged.py): typing and fsutil only where written.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -24,9 +24,9 @@ from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from datmo.core.probe import is_racy
 from datmo.core.storage import cachefile
 from datmo.core.storage.fsutil import Owner
+from datmo.core.util.probe import is_racy
 
 FORMAT_VERSION = 3
 _MAGIC = b"DATMOSC\n"

@@ -19,12 +19,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datmo.core.probe import DATMO_DIR
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, makedirs
+from datmo.core.util.probe import DATMO_DIR
 from datmo.errors import AmbiguousId, CorruptStore, DatmoError, LockTimeout, NotFound
 
 if TYPE_CHECKING:
-    from datmo.core.git import ShadowRepo
+    from datmo.core.shadowgit.repo import ShadowRepo
     from datmo.core.storage.objects import ObjectStore
 
 MIN_PREFIX = 4
@@ -69,7 +69,7 @@ class Store:
 
     @cached_property
     def git(self) -> ShadowRepo:
-        from datmo.core.git import ShadowRepo
+        from datmo.core.shadowgit.repo import ShadowRepo
 
         return ShadowRepo(self.dir / "git", self.root, self.owner)
 

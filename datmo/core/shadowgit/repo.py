@@ -1,0 +1,352 @@
+"""The shadow repository at PROJECT/.datmo/git: datmo's own git dir for the project's code.
+
+Objects and refs are written in Python (loose objects, zlib): a git process per file would cost
+more than a whole snapshot may. Git runs only for init, fsck, gc and reading packed objects, and
+always through ShadowRepo.run, which strips the user's git environment and settings from it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datmo.core.shadowgit import format as gitformat
+from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
+from datmo.errors import CorruptStore, DatmoError, DiskFull
+
+if TYPE_CHECKING:  # subprocess costs ~4 ms to import, and most commands never run git
+    import subprocess
+
+    _Proc = subprocess.CompletedProcess[bytes]
+
+GIT_ENV_DROP = "GIT_"  # every inherited variable with this prefix is removed for git children
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# Top priority: git never converts, filters or expands stored bytes (CRLF, git-lfs, ident...).
+ATTRIBUTES = b"* -text -eol -filter -ident -working-tree-encoding -export-ignore -export-subst\n"
+CONFIG = {
+    "core.bare": "false",  # with core.worktree: a person can look inside with plain git
+    "core.logAllRefUpdates": "false",  # datmo keeps its own history; reflogs would only grow
+    "core.autocrlf": "false",
+    "core.attributesFile": "/dev/null",  # else ~/.config/git/attributes is read, config or not
+    "core.excludesFile": "/dev/null",
+    "core.hooksPath": "/dev/null",
+    "core.fsync": "committed",  # git >= 2.36: what gc writes (packs, packed-refs) is durable
+    "gc.auto": "0",  # datmo decides when to gc, under its project lock
+}
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+# git check-ref-format, minus rules that datmo's own ref names never come near.
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|[/.]$")
+_READ_ONLY = {"archive", "cat-file", "fsck", "for-each-ref", "log", "ls-tree", "rev-parse", "show"}
+_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_ATTR_NOSYSTEM": "1"}
+_ENV |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_NO_GIT = "git is not installed; install git (https://git-scm.com/downloads) and try again"
+
+
+def _oserror(e: OSError, what: str) -> DatmoError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"disk full while writing {what}; free some space and try again")
+    return DatmoError(f"cannot write {what}: {e.strerror or e}")
+
+
+class ShadowRepo:
+    def __init__(self, gitdir: Path, worktree: Path, owner: Owner | None = None) -> None:
+        self.gitdir = Path(gitdir).resolve()  # real paths: git matches safe.directory against them
+        self.worktree = Path(worktree).resolve()
+        self.owner = owner
+        self._objects = self.gitdir / "objects"
+        self._pending: list[Path] = []  # objects written but not yet fsynced (see sync)
+        self._packs: tuple[int | None, list[bytes]] = (None, [])  # pack dir mtime, .idx contents
+
+    def exists(self) -> bool:
+        return (self.gitdir / "HEAD").is_file() and self._objects.is_dir()
+
+    def init(self) -> None:
+        makedirs(self.gitdir.parent, self.owner)
+        # --template= : no sample hooks, no description, nothing from the system template dir.
+        self._git("init", "--quiet", "--template=", "--initial-branch=master")
+        # Relative, so the project folder can be moved; run() passes --work-tree anyway.
+        settings = {**CONFIG, "core.worktree": os.path.relpath(self.worktree, self.gitdir)}
+        for key, value in settings.items():
+            self._git("config", key, value)
+        self._hand_over()
+        makedirs(self.gitdir / "info", self.owner)
+        atomic_write_bytes(self.gitdir / "info" / "attributes", ATTRIBUTES, self.owner)
+        atomic_write_bytes(self.gitdir / "info" / "exclude", b"/.datmo/\n", self.owner)
+        self.write_tree({})  # the empty tree must exist for snapshots of empty projects
+        self.sync()
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True) -> _Proc:
+        try:
+            return self._git(*args, input=input, check=check)
+        finally:
+            if not args or args[0] not in _READ_ONLY:  # those write nothing in the git dir
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        # As root in someone else's project git runs as root too (the owner may not reach a bind
+        # mount under /root; safe.directory lets git in); then the git dir is chowned to them.
+        if self.owner is None or os.geteuid() != 0 or not self.gitdir.is_dir():
+            return
+        chown(self.gitdir, self.owner)
+        for top, dirs, files in os.walk(self.gitdir):
+            for name in dirs + files:
+                chown(os.path.join(top, name), self.owner)
+
+    def _git(self, *args: str, input: bytes | None = None, check: bool = True) -> _Proc:
+        import subprocess  # here, not at the top: see TYPE_CHECKING above
+
+        g, w = str(self.gitdir), str(self.worktree)
+        argv = ["git", "-c", f"safe.directory={g}", "-c", f"safe.directory={w}", "--git-dir", g]
+        argv += ["--work-tree", w, *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(GIT_ENV_DROP)} | _ENV
+        try:
+            proc = subprocess.run(
+                argv,
+                input=b"" if input is None else input,  # never wait on datmo's own stdin
+                capture_output=True,
+                env=env,
+                cwd=self.worktree if self.worktree.is_dir() else None,
+            )
+        except FileNotFoundError as e:  # git itself, or a vanished work tree
+            import shutil
+
+            raise DatmoError(_NO_GIT if shutil.which("git") is None else str(e)) from e
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+            raise DatmoError(f"git {args[0] if args else ''} failed: {err.splitlines()[0]}")
+        return proc
+
+    def blob_id(self, data: bytes) -> str:
+        return gitformat.object_id(b"blob", data)
+
+    def write_blob(self, data: bytes) -> str:
+        return self._write_object(b"blob", data)
+
+    def write_blob_file(self, path: Path) -> str:
+        """Store a regular file's bytes, or a symlink's target as git does; never follows links."""
+        try:  # O_NONBLOCK: a FIFO fails the check below instead of hanging the snapshot
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.EMLINK):  # EMLINK: what the BSDs say here
+                raise
+            return self.write_blob(os.readlink(os.fsencode(path)))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DatmoError(f"cannot save {path}: not a regular file or symlink")
+        with open(fd, "rb") as f:
+            return self.write_blob(f.read())  # code files are small; peak memory ~2x the file
+
+    def write_tree(self, entries: Mapping[str, tuple[str, str]]) -> str:
+        """Write the nested trees for relpath -> (mode, blob id); return the root tree id."""
+        return gitformat.build_trees(entries, self._write_object)
+
+    def commit(
+        self, tree: str, message: str, parents: Sequence[str] = (), when: datetime | None = None
+    ) -> str:
+        if missing := [sha for sha in (tree, *parents) if not self.has_object(sha)]:
+            raise self._corrupt(missing[0], "is missing")
+        return self._write_object(b"commit", gitformat.commit_body(tree, message, parents, when))
+
+    def sync(self) -> None:
+        """fsync the objects written so far, deferred to one burst; update_ref calls it."""
+        pending, self._pending = self._pending, []
+        for path in pending:
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        for folder in {p.parent for p in pending} | ({self._objects} if pending else set()):
+            fsync_dir(folder)  # the new names, and objects/ for any new xx/ folder
+
+    def _loose_path(self, sha: str) -> Path:
+        if not _HEX40.fullmatch(sha):  # also keeps a bad id from naming a path outside objects/
+            raise ValueError(f"not a git object id: {sha!r}")
+        return self._objects / sha[:2] / sha[2:]
+
+    def _write_object(self, kind: bytes, body: bytes) -> str:
+        header = gitformat.header(kind, len(body))
+        sha = gitformat.object_id(kind, body)
+        path = self._loose_path(sha)
+        if os.path.exists(path) or self._in_packs(bytes.fromhex(sha)):
+            return sha
+        z = zlib.compressobj(1)  # level 1: several times faster than git's default, a bit larger
+        try:
+            makedirs(path.parent, self.owner)
+            # "tmp_obj_": the prefix that git fsck ignores and git prune cleans up after a crash.
+            fd, tmp = mkstemp(path.parent, prefix="tmp_obj_")
+            try:
+                with open(fd, "wb") as out:
+                    out.write(z.compress(header) + z.compress(body) + z.flush())
+                    os.fchmod(fd, 0o444)  # like git: objects are immutable
+                    if self.owner is not None:
+                        os.fchown(fd, self.owner.uid, self.owner.gid)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as e:
+            raise _oserror(e, f"objects in {self._objects}") from e
+        self._pending.append(path)
+        return sha
+
+    def update_ref(self, name: str, sha: str) -> None:
+        path = self._ref_path(name)
+        if not self.has_object(sha):  # a ref must never lead to a missing object
+            raise self._corrupt(sha, "is missing")
+        self.sync()  # the objects must be on disk before a ref can lead to them
+        try:
+            makedirs(path.parent, self.owner)
+            atomic_write_bytes(path, sha.encode() + b"\n", self.owner)
+        except OSError as e:
+            raise _oserror(e, f"ref {name}") from e
+
+    def delete_ref(self, name: str) -> None:
+        path = self._ref_path(name)
+        if name in self._packed_refs():  # rare (only after gc): let git rewrite packed-refs
+            self.run("update-ref", "-d", name)
+        path.unlink(missing_ok=True)
+
+    def read_ref(self, name: str) -> str | None:
+        try:
+            text = self._ref_path(name).read_text("latin-1")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return self._packed_refs().get(name)
+        return self._valid_ref(name, text.strip())
+
+    def list_refs(self, prefix: str = "refs/datmo/") -> dict[str, str]:
+        refs = {k: v for k, v in self._packed_refs().items() if k.startswith(prefix)}
+        base = self.gitdir / "refs" / prefix.removeprefix("refs/").rpartition("/")[0]
+        for top, _, files in os.walk(base):
+            for fname in files:
+                path = Path(top, fname)
+                name = path.relative_to(self.gitdir).as_posix()
+                # Skip git's *.lock files and the dot-named temp file of an interrupted write.
+                if name.startswith(prefix) and fname[0] != "." and not fname.endswith(".lock"):
+                    refs[name] = self._valid_ref(name, path.read_text("latin-1").strip())
+        return dict(sorted(refs.items()))
+
+    def _ref_path(self, name: str) -> Path:
+        if not name.startswith("refs/") or _BAD_REF.search(name):
+            raise ValueError(f"bad ref name {name!r}")
+        return self.gitdir / name
+
+    def _valid_ref(self, name: str, text: str) -> str:
+        if not _HEX40.fullmatch(text):
+            raise CorruptStore(f"ref {name} in {self.gitdir} is damaged; run 'datmo fsck'")
+        return text
+
+    def _packed_refs(self) -> dict[str, str]:
+        try:
+            text = (self.gitdir / "packed-refs").read_text("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return {}
+        # "<id> <name>" lines; skip the header comment and "^<id>" peeled tag values.
+        pairs = [ln.partition(" ")[::2] for ln in text.splitlines() if ln[:1] not in ("", "#", "^")]
+        return {name: self._valid_ref(name, sha) for sha, name in pairs}
+
+    def has_object(self, sha: str) -> bool:
+        return os.path.exists(self._loose_path(sha)) or self._in_packs(bytes.fromhex(sha))
+
+    def object_files(self, sha: str) -> list[Path] | None:
+        """The files whose presence vouches for an object: its loose file, else every pack
+        index (one of them holds it); None when it is not here."""
+        loose = self._loose_path(sha)
+        if loose.exists():
+            return [loose]
+        if not self._in_packs(bytes.fromhex(sha)):
+            return None
+        return sorted((self._objects / "pack").glob("*.idx"))
+
+    def read_object(self, sha: str) -> tuple[str, bytes]:
+        return self._read_objects([sha])[sha]
+
+    def read_commit_tree(self, commit: str) -> str:
+        kind, body = self.read_object(commit)
+        if kind != "commit" or not (m := re.match(rb"tree ([0-9a-f]{40})\n", body)):
+            raise self._corrupt(commit, f"is not a valid commit (it is a {kind})")
+        return m[1].decode()
+
+    def read_tree(self, tree: str) -> dict[str, tuple[str, str]]:
+        """Flattened: relpath -> (mode, blob id). Once packed, one git call per folder depth."""
+        out: dict[str, tuple[str, str]] = {}
+        level = [("", tree)]
+        while level:
+            objs = self._read_objects(sha for _, sha in level)
+            below: list[tuple[str, str]] = []
+            for prefix, sha in level:
+                kind, body = objs[sha]
+                if kind != "tree":
+                    raise self._corrupt(sha, f"is a {kind}, not a tree")
+                try:
+                    listing = gitformat.parse_tree(body)
+                except ValueError:
+                    raise self._corrupt(sha, "is a damaged tree") from None
+                for mode, name, child in listing:
+                    if mode == "40000":
+                        below.append((prefix + name + "/", child))
+                    else:
+                        out[prefix + name] = (mode, child)
+            level = below
+        return out
+
+    def _read_objects(self, shas: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """Loose objects in Python; whatever gc packed, in a single `git cat-file --batch`."""
+        out: dict[str, tuple[str, bytes]] = {}
+        packed: list[str] = []
+        for sha in dict.fromkeys(shas):
+            try:
+                data = zlib.decompress(self._loose_path(sha).read_bytes())
+            except FileNotFoundError:
+                packed.append(sha)
+                continue
+            except zlib.error:
+                raise self._corrupt(sha, "is damaged (cannot be decompressed)") from None
+            header, _, body = data.partition(b"\0")
+            out[sha] = self._verified(sha, header.partition(b" ")[0], body)
+        if packed:
+            batch = "\n".join(packed).encode() + b"\n"
+            proc = self.run("cat-file", "--batch", input=batch, check=False)
+            if proc.returncode != 0:  # no repository, or a damaged pack
+                why = proc.stderr.decode(errors="replace").partition("\n")[0]
+                raise CorruptStore(f"git cannot read {self.gitdir}: {why}; run 'datmo fsck'")
+            buf, pos = proc.stdout, 0
+            for sha in packed:
+                nl = buf.find(b"\n", pos)
+                head = buf[pos:nl].split()
+                if len(head) != 3:  # "<id> missing"
+                    raise self._corrupt(sha, "is missing")
+                length = int(head[2])
+                out[sha] = self._verified(sha, head[1], buf[nl + 1 : nl + 1 + length])
+                pos = nl + 2 + length
+        return out
+
+    def _verified(self, sha: str, kind: bytes, body: bytes) -> tuple[str, bytes]:
+        # The header is rebuilt, so a wrong size fails too.
+        if kind not in gitformat.KINDS or gitformat.object_id(kind, body) != sha:
+            raise self._corrupt(sha, "is damaged (its content does not match its id)")
+        return kind.decode(), body
+
+    def _corrupt(self, sha: str, why: str) -> CorruptStore:
+        return CorruptStore(f"git object {sha} in {self.gitdir} {why}; run 'datmo fsck'")
+
+    def _in_packs(self, digest: bytes) -> bool:  # searches gc's pack .idx files; no git process
+        pack_dir = self._objects / "pack"
+        mtime = pack_dir.stat().st_mtime_ns if pack_dir.is_dir() else None
+        if mtime != self._packs[0]:  # a gc added or removed packs since we last looked
+            found = [p.read_bytes() for p in sorted(pack_dir.glob("*.idx"))]
+            self._packs = (mtime, [i for i in found if gitformat.is_pack_index(i)])
+        return any(gitformat.pack_index_has(idx, digest) for idx in self._packs[1])
+
+    def fsck(self) -> list[str]:
+        """Problem lines from `git fsck --full --strict`; [] when sound. Dangling is no problem."""
+        args = ("fsck", "--full", "--strict", "--no-dangling", "--no-reflogs", "--no-progress")
+        proc = self.run(*args, check=False)
+        text = (proc.stdout + proc.stderr).decode(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("notice:")]
+        failed = [f"git fsck failed, exit status {proc.returncode}"] if proc.returncode else []
+        return lines or failed

@@ -1,0 +1,181 @@
+"""The cache behind a snapshot's requirements and platform facts (datmo.core.tree.envinfo).
+
+Per .py file: its stamp and the modules it imports, so only changed files are parsed
+again; the requirements and platform facts they gave, keyed by the imports and by a
+fingerprint of the installed packages; and a small summary keyed by the content of
+every .py file, so an unchanged project never reads the per-file part at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import stat
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from datmo.core.storage.fsutil import Owner, atomic_write_bytes
+from datmo.core.tree import envinfo
+from datmo.core.util import probe
+
+_CACHE_VERSION = 1
+# A file changed again within the filesystem's timestamp granularity after we read
+# it would keep its (size, mtime) key; like git's "racy clean" check, files touched
+# this recently are parsed but not trusted from the cache. 2 s covers FAT and HFS+.
+_RACY_NS = 2_000_000_000
+
+
+def packages_fingerprint(root: Path | None = None) -> str:
+    """Cheap stand-in for 'the installed packages are the same' (probe.package_folders)."""
+    return _digest(probe.package_folders(None if root is None else os.fspath(root)))
+
+
+def _digest(parts: object) -> str:
+    from blake3 import blake3  # loaded for the object store anyway
+
+    return blake3(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class EnvInfoCache:
+    """A JSON cache of per-file imports, the requirements they give, and platform facts.
+
+    Beside it, a small summary keyed by the content of every .py file (the caller's
+    content key: the code's git tree and the digests of .py files stored as files):
+    when neither that nor the installed packages changed, the answer comes from the
+    summary and the per-file part, 100,000 entries in a big project, is never read.
+    """
+
+    def __init__(self, path: Path, owner: Owner | None = None) -> None:
+        self.path = path
+        self.summary_path = path.with_name(path.name + ".summary")
+        self.owner = owner
+        self._files: dict[str, list[object]] = {}
+        self._requirements: dict[str, str] = {}
+        self._platform: dict[str, object] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return  # missing or corrupt: start empty, the next save repairs it
+        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+            return
+        files, reqs, plat = data.get("files"), data.get("requirements"), data.get("platform")
+        if isinstance(files, dict):
+            self._files = files
+        if isinstance(reqs, dict) and isinstance(reqs.get("text"), str):
+            self._requirements = reqs
+        if isinstance(plat, dict) and isinstance(plat.get("facts"), dict):
+            self._platform = plat
+
+    def _summary_key(self, root: Path, content_key: str) -> str:
+        return _digest([content_key, packages_fingerprint(root), probe.machine()])
+
+    def _from_summary(self, key: str) -> tuple[str, dict[str, object]] | None:
+        try:
+            data = json.loads(self.summary_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if (
+            isinstance(data, dict)
+            and data.get("version") == _CACHE_VERSION
+            and data.get("key") == key
+            and isinstance(data.get("requirements"), str)
+            and isinstance(data.get("facts"), dict)
+        ):
+            return data["requirements"], data["facts"]
+        return None
+
+    def cached(self, root: Path, content_key: str) -> tuple[str, dict[str, object]] | None:
+        """compute_keyed's answer if the summary has it (nothing is computed)."""
+        return self._from_summary(self._summary_key(root, content_key))
+
+    def compute_keyed(
+        self, root: Path, py_files: Sequence[tuple[str, os.stat_result]], content_key: str
+    ) -> tuple[str, dict[str, object]]:
+        """compute, answered from the summary when content_key and the packages match."""
+        key = self._summary_key(root, content_key)
+        found = self._from_summary(key)
+        if found is not None:
+            return found
+        text, facts = self.compute(root, py_files)
+        blob = json.dumps(
+            {"version": _CACHE_VERSION, "key": key, "requirements": text, "facts": facts},
+            sort_keys=True,
+        ).encode()
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(self.summary_path, blob, self.owner, durable=False)
+        return text, copy.deepcopy(facts)
+
+    def compute(
+        self, root: Path, py_files: Sequence[tuple[str, os.stat_result]]
+    ) -> tuple[str, dict[str, object]]:
+        """(requirements.txt, platform facts) for the project's .py files (relpath, lstat).
+
+        Only files whose (size, mtime, ctime, inode) changed are parsed again; files
+        changed in the last 2 s and symlinks are parsed every time.
+        """
+        self._load()
+        dirty = False
+        racy_after = time.time_ns() - _RACY_NS
+        files: dict[str, list[object]] = {}
+        imports: set[str] = set()
+        for rel, st in py_files:
+            stamp: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            entry = self._files.get(rel)
+            if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp:
+                names = entry[1]
+                if isinstance(names, list):
+                    imports.update(names)
+                    files[rel] = entry
+                    continue
+            dirty = True
+            try:
+                found = envinfo.imports_of((root / rel).read_bytes())
+            except OSError:
+                continue  # vanished or unreadable since the scan; not cached, retried next time
+            imports |= found
+            # An lstat of a symlink does not change when its target is edited.
+            if max(st.st_mtime_ns, st.st_ctime_ns) < racy_after and not stat.S_ISLNK(st.st_mode):
+                files[rel] = [stamp, sorted(found)]
+        if files.keys() != self._files.keys():
+            dirty = True
+        self._files = files
+
+        fingerprint = packages_fingerprint(root)
+        top, nested = envinfo.local_module_names(rel for rel, _ in py_files)
+        req_key = _digest([sorted(imports), sorted(top), sorted(nested), fingerprint])
+        if self._requirements.get("key") != req_key:
+            text = envinfo.requirements_for(imports, top, nested)
+            self._requirements = {"key": req_key, "text": text}
+            dirty = True
+
+        plat_key = _digest([fingerprint, probe.machine()])
+        if self._platform.get("key") != plat_key:
+            self._platform = {"key": plat_key, "facts": envinfo.platform_facts()}
+            dirty = True
+
+        if dirty:
+            self._save()
+        facts = self._platform["facts"]
+        assert isinstance(facts, dict)
+        return self._requirements["text"], copy.deepcopy(facts)
+
+    def _save(self) -> None:
+        data = {
+            "version": _CACHE_VERSION,
+            "files": self._files,
+            "requirements": self._requirements,
+            "platform": self._platform,
+        }
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        # A cache that cannot be written only costs time; the snapshot must not fail.
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(self.path, blob, self.owner, durable=False)
