@@ -108,7 +108,7 @@ def _docker_project(ctx: Context, proj: Path, name: str) -> str:
     The LABEL gives this benchmark an environment (and image tag) of its own, so
     removing its images afterwards never touches an image the tests share.
     """
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     proj.mkdir(parents=True, exist_ok=True)
     (proj / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nLABEL datmo.bench={name}\n")
@@ -136,7 +136,7 @@ def _containers_left(project_id: str, env: Mapping[str, str]) -> int:
 
 def _last_run(proj: Path) -> Any:
     from datmo.core.controller import run as runs
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     found = runs.ls(open_project(proj), limit=1)
     if not found:
@@ -288,8 +288,8 @@ def _per_call(name: str, fn: Callable[[], object], calls: int) -> Step:
 
 def bench_nobuild(ctx: Context) -> Section:
     from datmo.core.controller import environment
+    from datmo.core.controller.project import open_project
     from datmo.core.executor import engine
-    from datmo.core.storage.project import open_project
 
     env, rs = ctx.tools.env, sizes_of(ctx)
     _require_docker(env)
@@ -538,9 +538,9 @@ def make_runs(proj: Path, n: int, seed: int, saved: int) -> list[str]:
     (its fsyncs overlap), then RunIndex.refresh brings the index up to date.
     """
     from datmo.core.controller import run as runs
+    from datmo.core.controller.project import open_project
     from datmo.core.entity.run import Run
     from datmo.core.storage.index import RunIndex
-    from datmo.core.storage.project import open_project
 
     ctx = open_project(proj)
     saved = min(saved, n)
@@ -590,8 +590,8 @@ def _init_project(ctx: Context, proj: Path) -> None:
 
 
 def bench_ls(ctx: Context) -> Section:
+    from datmo.core.controller.project import open_project
     from datmo.core.storage.index import RunIndex
-    from datmo.core.storage.project import open_project
 
     tools, env, rs = ctx.tools, ctx.tools.env, sizes_of(ctx)
     many, few = rs.many_runs, rs.few_runs
@@ -788,7 +788,7 @@ def _mlflow_make(db: str, n: int, seed: int) -> dict[str, Any]:
 
 def _mlflow_time(db: str, proj: str, reps: int) -> dict[str, Any]:
     from datmo.core.controller import run as runs
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     mlflow: Any = importlib.import_module("mlflow")
     mlflow.set_tracking_uri(f"sqlite:///{db}")

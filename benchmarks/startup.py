@@ -81,7 +81,7 @@ def bench(ctx: Context) -> Section:
 def _make_snapshots(proj: Path, n: int) -> None:
     """Through the controller, in this process: n CLI calls would take far longer."""
     from datmo.core.controller import snapshot as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     project = open_project(proj)
     for i in range(n):

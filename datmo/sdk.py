@@ -18,7 +18,7 @@ class _SnapshotAPI:
     """datmo.snapshot: works from any folder inside a project (or pass home=...)."""
 
     def _ctx(self, home: str | Path | None) -> Any:
-        from datmo.core.storage.project import open_project
+        from datmo.core.controller.project import open_project
 
         return open_project(Path(home) if home else None)
 

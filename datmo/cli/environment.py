@@ -38,7 +38,7 @@ def setup(name: str | None, show_list: bool) -> None:
         for builtin, description in ctl.builtins():
             echo(f"{builtin:<16}{description}")
         return
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     env = ctl.setup(open_project(), name)
     note(f"Active environment: {env.name} ({env.id[:8]})")
@@ -66,7 +66,7 @@ def create(
     Example: datmo environment create --paths docker/Dockerfile --paths docker/requirements.txt
     """
     from datmo.core.controller import environment as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
     from datmo.errors import UsageError
 
     args: dict[str, str] = {}
@@ -91,7 +91,7 @@ def ls_cmd(fmt: str) -> None:
     Example: datmo environment ls --format json
     """
     from datmo.core.controller import environment as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     ctx = open_project()
     envs = ctl.ls(ctx)
@@ -130,7 +130,7 @@ def set_cmd(env_id: str) -> None:
     Example: datmo environment set 3f2a
     """
     from datmo.core.controller import environment as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     env = ctl.set_active(open_project(), env_id)
     note(f"Active environment: {env.name} ({env.id[:8]})")
@@ -147,7 +147,7 @@ def update(env_id: str, name: str | None, description: str | None) -> None:
     Example: datmo environment update 3f2a --name gpu --description "CUDA 12.8"
     """
     from datmo.core.controller import environment as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     echo(ctl.update(open_project(), env_id, name, description).id)
 
@@ -161,7 +161,7 @@ def delete(env_id: str, force: bool) -> None:
     Example: datmo environment delete 3f2a
     """
     from datmo.core.controller import environment as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     result = ctl.delete(open_project(), env_id, force)
     env = result.environment
@@ -182,7 +182,7 @@ def build(env_id: str | None, no_cache: bool) -> None:
     Example: datmo environment build 3f2a --no-cache
     """
     from datmo.core.controller import environment as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     result = ctl.build(open_project(), env_id, progress=note, no_cache=no_cache)
     state = "built" if result.built else "up to date"

@@ -28,7 +28,7 @@ def fsck(repair: bool) -> None:
     Exits non-zero when a problem remains. Example: datmo fsck --repair
     """
     from datmo.core.controller import fsck as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     report = ctl.check(open_project(recover=False), repair)
     for line in report.repaired:
@@ -51,7 +51,7 @@ def gc(dry_run: bool) -> None:
     Example: datmo snapshot delete 3f2a && datmo gc
     """
     from datmo.core.controller import gc as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     r = ctl.collect(open_project(), dry_run)
     if r.warning:

@@ -45,7 +45,7 @@ def status(fmt: str) -> None:
     Example: datmo status
     """
     from datmo.core.controller import project
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     st = project.status(open_project())
     cur = st.current
@@ -93,7 +93,7 @@ def cleanup(yes: bool) -> None:
     Your own files are not touched. Example: datmo cleanup --yes
     """
     from datmo.core.controller import project
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
     from datmo.errors import DatmoError
 
     ctx = open_project(recover=False)  # cleanup must work even when recovery cannot

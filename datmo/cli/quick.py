@@ -71,7 +71,7 @@ def run(args: list[str]) -> int | None:
             notes, out = create_lines(known[0], False, known[1])
         else:
             from datmo.core.controller import snapshot as ctl
-            from datmo.core.storage.project import open_project
+            from datmo.core.controller.project import open_project
 
             result = ctl.create(open_project(), message, label=label)
             notes, out = create_lines(result.snapshot.id, result.created, result.skipped)

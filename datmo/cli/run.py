@@ -78,7 +78,7 @@ def task_options(f: F) -> F:
 
 
 def build_spec(command: str, **kw: Any) -> Any:
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
     from datmo.core.task import spec as task_spec
     from datmo.core.util.params import parse_pairs
     from datmo.errors import UsageError
@@ -201,7 +201,7 @@ def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> No
     Example: datmo ls --filter "acc>0.9" --sort acc --limit 10
     """
     from datmo.core.controller import run as runs
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     found, damaged = runs.listing(open_project(), filter_, sort, limit)
     rows = [run_row(r) for r in found]
@@ -240,7 +240,7 @@ def logs(run_id: str, follow: bool) -> None:
     """
     from datmo.core.controller import launch
     from datmo.core.controller import run as runs
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     ctx = open_project()
     r = runs.get(ctx, run_id)
@@ -262,7 +262,7 @@ def stop(run_id: str | None, stop_all: bool) -> None:
     Example: datmo stop 3f2a, or datmo stop --all
     """
     from datmo.core.controller import run as runs
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     done = runs.stop(open_project(), run_id, all=stop_all)
     if not done:
@@ -279,7 +279,7 @@ def delete(run_id: str) -> None:
     Example: datmo delete 3f2a
     """
     from datmo.core.controller import run as runs
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     r = runs.delete(open_project(), run_id)
     echo(f"Deleted run {r.id[:8]}")
@@ -305,7 +305,7 @@ def rerun(run_id: str, verify: bool, detach: bool, env: tuple[str, ...], fmt: st
     Example: datmo rerun 3f2a --verify
     """
     from datmo.core.controller import rerun as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     ctx = open_project()
     with datmo_failure_exit():

@@ -99,7 +99,7 @@ def create(
     Example: datmo snapshot create -m "more layers" -c layers=4 -s acc=0.93
     """
     from datmo.core.controller import snapshot as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
     from datmo.core.util.params import parse_pairs
 
     if run_id:
@@ -139,7 +139,7 @@ def ls_cmd(show_all: bool, details: bool, fmt: str) -> None:
     Example: datmo snapshot ls --format json
     """
     from datmo.core.controller import snapshot as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     ctx = open_project()
     cur = ctl.current_id(ctx)
@@ -161,7 +161,7 @@ def inspect(snapshot_id: str, fmt: str) -> None:
     Example: datmo snapshot inspect 3f2a
     """
     from datmo.core.controller import snapshot as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     ctx = open_project()
     snap = ctl.get(ctx, snapshot_id)
@@ -186,7 +186,7 @@ def diff(first: str, second: str, fmt: str) -> None:
     Example: datmo snapshot diff 3f2a 9c1d
     """
     from datmo.core.controller import compare
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     d = compare.diff(open_project(), first, second)
     if fmt == "json":
@@ -226,7 +226,7 @@ def update(
     Example: datmo snapshot update 3f2a -l best -s test_acc=0.9
     """
     from datmo.core.controller import snapshot as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
     from datmo.core.util.params import parse_pairs
 
     snap = ctl.update(
@@ -249,7 +249,7 @@ def delete(snapshot_id: str, force: bool) -> None:
     Example: datmo snapshot delete 3f2a
     """
     from datmo.core.controller import snapshot as ctl
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
 
     snap = ctl.delete(open_project(), snapshot_id, force)
     echo(f"Deleted snapshot {snap.id[:8]}")
@@ -273,7 +273,7 @@ def checkout(snapshot_id: str, paths: tuple[str, ...], force: bool, to: str | No
 
     Example: datmo snapshot checkout 3f2a, or datmo snapshot checkout 3f2a --to ../old model.pt
     """
-    from datmo.core.storage.project import open_project
+    from datmo.core.controller.project import open_project
     from datmo.errors import UsageError
 
     ctx = open_project()

@@ -19,9 +19,9 @@ import pytest
 
 from datmo import templates
 from datmo.core.controller import environment as ctl
+from datmo.core.controller.project import open_project
 from datmo.core.entity.environment import Environment
 from datmo.core.executor import engine
-from datmo.core.storage.project import open_project
 from datmo.errors import BuildFailed
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from datmo.core.controller import run as runs
+from datmo.core.controller.project import open_project
 from datmo.core.entity.base import new_id
 from datmo.core.entity.run import SUCCESS, Run
 from datmo.core.storage.index import RunIndex
-from datmo.core.storage.project import open_project
 
 KEYS = ["acc", "lr", "opt", "flag", "note", "deep", "x.y"]
 VALUES: list[Any] = [0, 1, 2, 0.5, 0.9, 0.91, -3, 1e9, "adam", "sgd", "0.5", "", True, False, None]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import write_tree
 
-from datmo.core.storage.project import open_project
+from datmo.core.controller.project import open_project
 from datmo.core.tree import capture
 from datmo.core.tree import scan as scan_module
 from datmo.core.tree import stamp as treestamp
@@ -99,10 +99,7 @@ def test_unchanged_tree_is_answered_from_the_stamp(
     _no_scan(monkeypatch)
     again = capture.capture_tree(ctx, [])
     assert _outcome(again) == _outcome(before)
-    assert (again.environment_id, again.requirements_id) == (
-        before.environment_id,
-        before.requirements_id,
-    )
+    assert (again.requirements_id, again.platform) == (before.requirements_id, before.platform)
 
 
 def _set_mtime_back(path: Path, st: os.stat_result) -> None:

@@ -24,8 +24,8 @@ import pytest
 from conftest import imported_modules, run_datmo
 
 from datmo.cli import quick
+from datmo.core.controller.project import open_project
 from datmo.core.storage import cachefile
-from datmo.core.storage.project import open_project
 from datmo.core.tree import unchanged
 from datmo.core.util import probe
 

@@ -1,4 +1,4 @@
-"""Project-level verbs: init, status, cleanup."""
+"""Project-level verbs: open (for a command), init, status, cleanup."""
 
 from __future__ import annotations
 
@@ -7,14 +7,28 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datmo.core.entity.base import utcnow
 from datmo.core.entity.project import Project
-from datmo.core.entity.snapshot import Snapshot
-from datmo.core.storage.project import ProjectContext, find_root
+from datmo.core.storage.project import JOURNAL, ProjectContext, find_project, find_root
 from datmo.core.storage.store import DATMO_DIR, Store
-from datmo.core.tree.state import Changes
 from datmo.errors import DatmoError, ProjectNotFound
+
+if TYPE_CHECKING:  # every command opens a project here: keep its imports few
+    from datmo.core.entity.snapshot import Snapshot
+    from datmo.core.tree.state import Changes
+
+
+def open_project(start: Path | None = None, recover: bool = True) -> ProjectContext:
+    """The project holding start (default: cwd), ready for a command."""
+    ctx = find_project(start)
+    if recover and ctx.store.path(*JOURNAL).exists():
+        # A checkout that was killed half-way is finished before anything else reads the tree.
+        from datmo.core.controller import checkout
+
+        checkout.recover_if_needed(ctx)
+    return ctx
 
 
 @dataclass

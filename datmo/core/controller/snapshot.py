@@ -96,6 +96,7 @@ def create(
     reuse_state: return the current snapshot when it holds the same state, whatever
     its message (a run's before snapshot of an unchanged project).
     """
+    from datmo.core.controller import environment
     from datmo.core.tree import capture, unchanged
 
     if not message.strip():
@@ -107,6 +108,7 @@ def create(
     watch = _watch(ctx) if plain and not (reuse_state or run_id) else None
     cfg, met = gather_params(ctx, config, metrics, config_file, stats_file)
     captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths], tree)
+    environment_id = environment.in_use(ctx)
     store = ctx.store
     with store.lock(), deferred_interrupt():
         parent = current(ctx)
@@ -120,7 +122,7 @@ def create(
             code_id=captured.code_id,
             code_commit="",
             files_id=captured.files_id,
-            environment_id=captured.environment_id,
+            environment_id=environment_id,
             requirements_id=captured.requirements_id,
             platform=captured.platform,
             hidden=hidden,

@@ -1,4 +1,4 @@
-"""Finding and opening a project: the object every controller is handed."""
+"""Finding a project: the object every controller is handed (root, store, record)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,9 @@ class ProjectContext:
         self.store.write_json("project.json", project.to_dict())
 
 
-def open_project(start: Path | None = None, recover: bool = True) -> ProjectContext:
+def find_project(start: Path | None = None) -> ProjectContext:
+    """The project holding start (default: cwd), as it is on disk. Commands open it
+    through datmo.core.controller.project.open_project, which first finishes a checkout
+    that was interrupted."""
     root = find_root(start)
-    ctx = ProjectContext(root, Store(root))
-    if recover and ctx.store.path(*JOURNAL).exists():
-        # A checkout that was killed half-way is finished before anything else reads the tree.
-        from datmo.core.controller import checkout
-
-        checkout.recover_if_needed(ctx)
-    return ctx
+    return ProjectContext(root, Store(root))

@@ -30,7 +30,6 @@ class Captured:
 
     code_id: str
     files_id: str
-    environment_id: str | None
     requirements_id: str | None
     platform: dict[str, Any]
     code_count: int
@@ -126,7 +125,6 @@ def _from_stamp(ctx: ProjectContext) -> Captured | None:
     return Captured(
         code_id=o.code_id,
         files_id=o.files_id,
-        environment_id=_environment(ctx),
         requirements_id=objects.put_bytes(requirements.encode()),
         platform=platform,
         code_count=o.code_count,
@@ -197,7 +195,6 @@ def _capture(
     return Captured(
         code_id=code_id,
         files_id=files_id,
-        environment_id=_environment(ctx),
         requirements_id=requirements_id,
         platform=platform,
         code_count=len(state.code),
@@ -205,12 +202,6 @@ def _capture(
         total_bytes=total,
         skipped=skipped,
     )
-
-
-def _environment(ctx: ProjectContext) -> str:
-    from datmo.core.controller import environment
-
-    return environment.in_use(ctx)
 
 
 def _env_cache(ctx: ProjectContext) -> EnvInfoCache:
