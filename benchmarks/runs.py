@@ -537,16 +537,16 @@ def make_runs(proj: Path, n: int, seed: int, saved: int) -> list[str]:
     `datmo run` writes them); the rest through Store.write_entity on a few threads
     (its fsyncs overlap), then RunIndex.refresh brings the index up to date.
     """
-    from datmo.core.controller import run as runs
     from datmo.core.controller.project import open_project
     from datmo.core.entity.run import Run
+    from datmo.core.storage import runs as records
     from datmo.core.storage.index import RunIndex
 
     ctx = open_project(proj)
     saved = min(saved, n)
     started = time.perf_counter()
     for i in range(saved):
-        runs.save(ctx, Run.from_dict(run_doc(i, seed)))
+        records.save(ctx.store, Run.from_dict(run_doc(i, seed)))
     save_s = time.perf_counter() - started
     started = time.perf_counter()
     batch = 5_000

@@ -39,7 +39,7 @@ def isolated_home(
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("DATMO_DEBUG", raising=False)
-    # `datmo run` starts `python -m datmo.core.task.supervisor`, which must find this checkout.
+    # `datmo run` starts `python -m datmo.cli.supervise`, which must find this checkout.
     paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     return home

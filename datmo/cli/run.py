@@ -141,7 +141,8 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
 
     Example: datmo run -c lr=0.01 "python train.py --epochs 3"
     """
-    from datmo.core.controller import launch
+    from datmo.core.controller import run as runs
+    from datmo.core.controller import task
 
     text = command[0] if len(command) == 1 else " ".join(_quote(c) for c in command)
     with datmo_failure_exit():
@@ -150,7 +151,7 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
             from datmo.core.controller.interactive import run_interactive
 
             sys.exit(_exit_code(run_interactive(ctx, spec, progress=note), note))
-        started = launch.start(ctx, spec, progress=note)
+        started = runs.start(ctx, spec, progress=note)
     if spec.detach:
         note(
             f"run {started.id[:8]} started in the background; "
@@ -159,7 +160,7 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
         echo(started.id)
         return
     note(f"run {started.id[:8]} ({spec.executor}) started")
-    final = launch.follow(ctx, started, sys.stdout.buffer, on_stop=note)
+    final = task.follow(ctx, started, sys.stdout.buffer, on_stop=note)
     sys.exit(_exit_code(final, note))
 
 
@@ -238,16 +239,17 @@ def logs(run_id: str, follow: bool) -> None:
 
     Example: datmo logs -f 3f2a
     """
-    from datmo.core.controller import launch
     from datmo.core.controller import run as runs
+    from datmo.core.controller import task
     from datmo.core.controller.project import open_project
+    from datmo.core.storage import runs as records
 
     ctx = open_project()
     r = runs.get(ctx, run_id)
     if follow and not r.finished:
-        launch.follow(ctx, r, sys.stdout.buffer, on_stop=note)
+        task.follow(ctx, r, sys.stdout.buffer, on_stop=note)
         return
-    with open(runs.log_path(ctx, r.id), "rb") as f:
+    with open(records.log_path(ctx.store, r.id), "rb") as f:
         while chunk := f.read(1 << 16):
             sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
@@ -315,11 +317,11 @@ def rerun(run_id: str, verify: bool, detach: bool, env: tuple[str, ...], fmt: st
     if detach:
         echo(started.id)
         return
-    from datmo.core.controller import launch
+    from datmo.core.controller import task
 
     note(f"rerun {started.id[:8]} of {run_id} started")
     out = sys.stderr.buffer if verify else sys.stdout.buffer
-    final = launch.follow(ctx, started, out, on_stop=note)
+    final = task.follow(ctx, started, out, on_stop=note)
     code = _exit_code(final, note)
     if not verify:
         sys.exit(code)

@@ -16,7 +16,7 @@ def _server_command(kind: str, title: str, example: str) -> click.Command:
     @task_options
     @click.option("--no-browser", is_flag=True, help="Do not open the URL in a browser.")
     def command(no_browser: bool, **kw: Any) -> None:
-        from datmo.core.controller import launch, workspace
+        from datmo.core.controller import task, workspace
 
         ports = list(kw.pop("ports", ()))
         host_port = None
@@ -37,7 +37,7 @@ def _server_command(kind: str, title: str, example: str) -> click.Command:
             )
             return
         note(f"{kind} {opened.run.id[:8]} is ready; Ctrl-C stops it and takes its after snapshot")
-        final = launch.follow(ctx, opened.run, sys.stderr.buffer, on_stop=note)
+        final = task.follow(ctx, opened.run, sys.stderr.buffer, on_stop=note)
         sys.exit(_exit_code(final, note))
 
     return command

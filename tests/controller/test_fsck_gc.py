@@ -55,9 +55,9 @@ def dead_pid() -> int:
 
 
 def running_record_with_dead_supervisor(project: Path, before: str) -> str:
-    from datmo.core.controller import run as runs
     from datmo.core.entity.base import utcnow
     from datmo.core.entity.run import Run
+    from datmo.core.storage import runs as records
 
     run = Run(
         id="ab" * 20,
@@ -68,7 +68,7 @@ def running_record_with_dead_supervisor(project: Path, before: str) -> str:
         started_at=utcnow(),
         supervisor={"pid": dead_pid(), "start": 1},
     )
-    runs.save(context(project), run)
+    records.save(context(project).store, run)
     return run.id
 
 

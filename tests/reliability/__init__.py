@@ -214,7 +214,7 @@ def supervisors(root: Path) -> list[int]:
 
     found = []
     for pid, argv in cmdlines():
-        if "datmo.core.task.supervisor" not in argv or not start_time(pid):
+        if "datmo.cli.supervise" not in argv or not start_time(pid):
             continue
         try:  # an early supervisor (datmo.core.task.prespawn) names no folder: it runs in it
             here = Path(os.readlink(f"/proc/{pid}/cwd"))

@@ -196,6 +196,7 @@ def test_index_refresh_racing_a_writer_keeps_the_newer_record(
     from datmo.core.controller import run as runs
     from datmo.core.entity.base import utcnow
     from datmo.core.entity.run import Run
+    from datmo.core.storage import runs as records
     from datmo.core.storage.index import RunIndex
     from reliability import context as fresh_context
 
@@ -209,7 +210,7 @@ def test_index_refresh_racing_a_writer_keeps_the_newer_record(
         status="RUNNING",
         supervisor={"pid": os.getpid()},
     )
-    runs.save(writer, run)
+    records.save(writer.store, run)
     time.sleep(0.05)
     # A change the index has not seen yet (a record rewritten, the folder changed): the
     # reader must look again.
@@ -229,7 +230,7 @@ def test_index_refresh_racing_a_writer_keeps_the_newer_record(
         # The writer saves right after the read; it must wait for the reader's lock
         # (a thread, as another process would be), and its save then wins.
         final = run.evolve(status="SUCCESS", exit_code=0, ended_at=utcnow())
-        writers.append(threading.Thread(target=runs.save, args=(writer, final)))
+        writers.append(threading.Thread(target=records.save, args=(writer.store, final)))
         writers[-1].start()
         time.sleep(0.05)
         return doc

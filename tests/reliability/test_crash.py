@@ -258,12 +258,12 @@ def settle(root: Path, timeout: float = 40.0) -> None:
 
 
 def check_runs(root: Path, statuses: Counter[str]) -> None:
-    from datmo.core.controller import run as runs
     from datmo.core.entity.run import Run
+    from datmo.core.task.supervisor import effective as judged
 
     for doc in run_docs(root):
         assert doc["status"] != "RUNNING", f"run {doc['id'][:8]} stays RUNNING"
-        effective = runs.effective(Run.from_dict(doc))
+        effective = judged(Run.from_dict(doc))
         statuses[effective.status] += 1
 
 
@@ -280,7 +280,7 @@ def supervisor_child(fg: int, timeout: float = 20.0) -> int | None:
                 argv = Path(f"/proc/{kid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"datmo.core.task.supervisor" in argv:
+            if b"datmo.cli.supervise" in argv:
                 return int(kid)
         return None
 

@@ -21,6 +21,7 @@ from datmo.core.controller import run as runs
 from datmo.core.controller.project import open_project
 from datmo.core.entity.base import new_id
 from datmo.core.entity.run import SUCCESS, Run
+from datmo.core.storage import runs as records
 from datmo.core.storage.index import RunIndex
 
 KEYS = ["acc", "lr", "opt", "flag", "note", "deep", "x.y"]
@@ -86,7 +87,7 @@ def _text(value: Any) -> str:
 def many(project: Path) -> tuple[Any, list[Run]]:
     ctx = open_project()
     rng = random.Random(20261126)
-    made = [runs.save(ctx, _record(rng, i)) for i in range(60)]
+    made = [records.save(ctx.store, _record(rng, i)) for i in range(60)]
     return ctx, made
 
 
@@ -135,11 +136,11 @@ def test_and_or_and_sort_match(many: tuple[Any, list[Run]]) -> None:
 def test_index_follows_updates_and_deletes(many: tuple[Any, list[Run]]) -> None:
     ctx, made = many
     target = made[0]
-    runs.save(ctx, target.evolve(metrics={"acc": 123.0}))
+    records.save(ctx.store, target.evolve(metrics={"acc": 123.0}))
     assert [r.id for r in runs.ls(ctx, "acc=123")] == [target.id]
-    runs.save(ctx, target.evolve(metrics={}))
+    records.save(ctx.store, target.evolve(metrics={}))
     assert runs.ls(ctx, "acc=123") == []
-    runs.save(ctx, target.evolve(metrics={"acc": 124.0}))
+    records.save(ctx.store, target.evolve(metrics={"acc": 124.0}))
     (ctx.store.dir / "runs" / f"{target.id}.json").unlink()  # removed by hand
     assert runs.ls(ctx, "acc=124") == []
     idx = RunIndex(ctx.store)

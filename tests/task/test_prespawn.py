@@ -37,7 +37,7 @@ def _supervisors_in(folder: Path) -> list[int]:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if b"datmo.core.task.supervisor" in cmd and Path(cwd) == folder:
+        if b"datmo.cli.supervise" in cmd and Path(cwd) == folder:
             found.append(int(pid))
     return found
 

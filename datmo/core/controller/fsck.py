@@ -18,6 +18,7 @@ from datmo.core.entity.run import LOST, RUNNING, Run
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.storage.fsutil import makedirs
 from datmo.core.storage.project import ProjectContext
+from datmo.core.task.supervisor import effective
 from datmo.errors import DatmoError
 
 QUARANTINE = "quarantine"
@@ -143,10 +144,10 @@ def _check_runs(
         for sid in (run.before_snapshot_id, run.after_snapshot_id):
             if sid and sid not in loaded["snapshots"]:
                 r.add(f"{where}: snapshot {sid[:8]} does not exist")
-        if run.status == RUNNING and runs.effective(run).status == LOST:
+        if run.status == RUNNING and effective(run).status == LOST:
             r.add(f"{where}: recorded RUNNING, but its supervisor is gone")
             if repair:
-                runs.settle_lost(ctx, runs.effective(run))
+                runs.settle_lost(ctx, effective(run))
                 loaded["runs"][rid] = Run.from_dict(ctx.store.read_entity("runs", rid))
                 r.repaired.append(f"marked {where} LOST and removed what it left")
 
@@ -157,7 +158,6 @@ def _check_containers(ctx: ProjectContext, runs_: dict[str, Run], r: Report, rep
 
     if not engine_answers():
         return
-    from datmo.core.controller import run as runs
     from datmo.core.executor.engine import client
 
     try:
@@ -169,7 +169,7 @@ def _check_containers(ctx: ProjectContext, runs_: dict[str, Run], r: Report, rep
         if not run_id:
             continue
         run = runs_.get(run_id)
-        if run is not None and not runs.effective(run).finished:
+        if run is not None and not effective(run).finished:
             continue
         r.add(f"container {container.short_id} of run {run_id[:8]} was left behind")
         if repair:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from datmo.core.controller import launch
 from datmo.core.controller import run as runs
+from datmo.core.controller import task
 from datmo.core.entity.run import Run
+from datmo.core.storage import runs as records
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task import ttyrelay
 from datmo.core.task.spec import RunSpec
@@ -17,11 +18,11 @@ def run_interactive(ctx: ProjectContext, spec: RunSpec, progress: Any = None) ->
     """Start the run, relay the terminal until the task ends, return the final record."""
     spec.interactive = True
     spec.detach = False
-    started = launch.start(ctx, spec, progress)
+    started = runs.start(ctx, spec, progress)
     try:
-        ttyrelay.attach(runs.data_dir(ctx, started.id))
+        ttyrelay.attach(records.data_dir(ctx.store, started.id))
     except KeyboardInterrupt:
-        runs.request_stop(ctx, started)
+        task.request_stop(ctx, started)
     while True:
         try:
             final = runs.get(ctx, started.id)
@@ -29,4 +30,4 @@ def run_interactive(ctx: ProjectContext, spec: RunSpec, progress: Any = None) ->
                 return final
             time.sleep(0.1)
         except KeyboardInterrupt:
-            runs.request_stop(ctx, started)
+            task.request_stop(ctx, started)

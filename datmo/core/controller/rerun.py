@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from datmo.core.controller import launch
 from datmo.core.controller import run as runs
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import state_of
@@ -97,7 +96,7 @@ def start(
         ctx, state, scratch, sorted({*state.code, *state.files, *state.links}), ctx.store.owner
     )
     try:
-        return launch.start(
+        return runs.start(
             ctx,
             spec,
             progress,

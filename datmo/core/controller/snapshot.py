@@ -255,9 +255,10 @@ def from_run(
     metrics: dict[str, Any] | None = None,
 ) -> Snapshot:
     """Make a run's after snapshot visible, with a message of the user's."""
-    from datmo.core.controller import run as runs
+    from datmo.core.storage import runs as records
+    from datmo.core.task.supervisor import effective
 
-    run = runs.get(ctx, run_ref)
+    run = effective(records.read(ctx.store, run_ref))
     if not run.after_snapshot_id:
         raise DatmoError(
             f"run {run.id[:8]} has no after snapshot yet ({run.status}); wait for it to finish"

@@ -17,8 +17,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from datmo.core.controller import launch
 from datmo.core.controller import run as runs
+from datmo.core.controller import task
 from datmo.core.entity.run import Run
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.spec import Port, RunSpec, ensure_port_free
@@ -147,13 +147,13 @@ def open_workspace(
     kind_name: str,
     spec: RunSpec,
     host_port: int | None,
-    progress: launch.Progress,
+    progress: task.Progress,
 ) -> Opened:
     kind = KINDS[kind_name]
     owner_uid = os.stat(ctx.root).st_uid
     port = build_spec(kind, spec, host_port, owner_uid)
     if spec.executor == "docker":
-        env_id, image = launch.resolve_environment(ctx, spec, progress)
+        env_id, image = runs.resolve_environment(ctx, spec, progress)
         assert image is not None
         check_server(image, kind, ctx.info.id)
         spec.environment = env_id
@@ -165,14 +165,14 @@ def open_workspace(
         image = None
     secret = spec.env[kind.secret_env]
     run = (
-        launch.start(ctx, spec, progress, image_id=image)
+        runs.start(ctx, spec, progress, image_id=image)
         if image
-        else launch.start(ctx, spec, progress)
+        else runs.start(ctx, spec, progress)
     )
     try:
         _wait_ready(ctx, run, port, kind, secret)
     except BaseException:
-        runs.request_stop(ctx, run)
+        task.request_stop(ctx, run)
         raise
     if kind.secret_env == "JUPYTER_TOKEN":
         return Opened(run, f"http://127.0.0.1:{port}{kind.url_path}?token={secret}", None)

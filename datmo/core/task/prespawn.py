@@ -23,7 +23,7 @@ def spawn(args: list[str], cwd: str | None = None) -> subprocess.Popen[bytes]:
     import subprocess  # not at the top: every other command starts through this module
 
     return subprocess.Popen(
-        [sys.executable, "-m", "datmo.core.task.supervisor", *args],
+        [sys.executable, "-m", "datmo.cli.supervise", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,0 +1,269 @@
+"""The task controller: one command run in an environment, through an executor.
+
+The run controller makes a run's record and before snapshot, then hands the task to a
+supervisor process here (`hand_over`). The supervisor answers one line once the task
+has started ("OK") or could not ("ERR why"); only then does `datmo run` return (-d) or
+`follow` the log. In the supervisor process, `execute` starts the task through its
+executor and supervises it to the end (datmo.core.task.supervisor); the run controller
+then records how it ended and takes the after snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from datmo.core import executor as executors
+from datmo.core.entity.run import Run
+from datmo.core.executor import TaskHandle
+from datmo.core.storage import runs as records
+from datmo.core.storage.fsutil import atomic_write_bytes
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task import prespawn
+from datmo.core.task.process import alive, start_time
+from datmo.core.task.spec import RunSpec, is_secret
+from datmo.core.task.supervisor import Ended, effective, stop_signals, supervise
+from datmo.errors import DatmoError
+
+Progress = Callable[[str], None]
+
+
+def current(ctx: ProjectContext, ref: str) -> Run:
+    """A run's record as it stands now (a prefix of its id will do)."""
+    return effective(records.read(ctx.store, ref))
+
+
+def workdir(ctx: ProjectContext, run: Run) -> Path:
+    """Where the task runs: the project, or a rerun's scratch copy."""
+    return ctx.root / run.workdir if run.workdir else ctx.root
+
+
+# -- the side of `datmo run` ---------------------------------------------------------
+
+
+def start_supervisor(ctx: ProjectContext, executor: str) -> subprocess.Popen[bytes]:
+    """A supervisor waiting for its orders: the one the console script started early
+    (it has loaded what it needs while this process prepared the run), or a new one."""
+    return prespawn.take() or prespawn.spawn([str(ctx.root), executor], cwd=str(ctx.root))
+
+
+def dismiss(proc: subprocess.Popen[bytes]) -> None:
+    """Send a waiting supervisor away: with no orders it exits."""
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # type: ignore[union-attr]
+
+
+def hand_over(ctx: ProjectContext, run: Run, spec: RunSpec, proc: subprocess.Popen[bytes]) -> Run:
+    """Give the supervisor its orders; the run's record once the task is running."""
+    fg = 0 if spec.detach else os.getpid()
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        payload = {"root": str(ctx.root), "run_id": run.id, "foreground": fg, "env": spec.env}
+        proc.stdin.write(json.dumps(payload).encode())
+        proc.stdin.close()
+        line = proc.stdout.readline().decode(errors="replace").strip()
+    except KeyboardInterrupt:
+        proc.terminate()  # the supervisor records a STOPPED run if the task had started
+        raise
+    if line == "OK":
+        return current(ctx, run.id)
+    if proc.poll() is None:
+        time.sleep(0.05)
+    if not line:
+        # The supervisor died (killed?) before answering: it may have made a container.
+        if spec.executor == "docker":
+            with contextlib.suppress(Exception):
+                from datmo.core.executor.docker import remove_run_containers
+
+                remove_run_containers(run.id, None)
+        records.discard(ctx.store, run.id)
+        raise DatmoError("the run's supervisor exited before starting the task; try again")
+    raise DatmoError(line.removeprefix("ERR ").strip())
+
+
+def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | None = None) -> Run:
+    """Print the run's output as it comes; Ctrl-C asks for a stop and waits for the record."""
+    path = records.log_path(ctx.store, run.id)
+    stop_sent = False
+    with open(path, "rb") as log:
+        while True:
+            try:
+                chunk = log.read(65536)
+                if chunk:
+                    out.write(chunk)
+                    out.flush()
+                    continue
+                run = current(ctx, run.id)
+                if run.finished:
+                    rest = log.read()
+                    if rest:
+                        out.write(rest)
+                        out.flush()
+                    return run
+                time.sleep(0.02)  # a record read costs ~0.1 ms; the wait is what users feel
+            except KeyboardInterrupt:
+                if not stop_sent:
+                    stop_sent = True
+                    request_stop(ctx, run)
+                    if on_stop:
+                        on_stop(f"stopping run {run.id[:8]} (its after snapshot is being taken)...")
+
+
+def request_stop(ctx: ProjectContext, run: Run) -> bool:
+    """Ask a run's supervisor to stop the task; False when no supervisor answers."""
+    sup = run.supervisor
+    if not alive(sup.get("pid"), sup.get("start")):
+        return False
+    path = records.data_dir(ctx.store, run.id) / records.STOP_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.touch()
+    if sup.get("launcher"):
+        return True  # `datmo run` is still handing over: the supervisor sees the file at once
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(sup["pid"], signal.SIGTERM)
+    return True
+
+
+# -- the side of the supervisor ------------------------------------------------------
+
+
+@dataclass
+class Execution:
+    """A task run to its end: the record with what its executor reported, the handle
+    (its leftovers are not yet removed), how it ended, and how long it took."""
+
+    run: Run
+    handle: TaskHandle
+    ended: Ended
+    seconds: float  # from asking the executor to start it to its end
+
+
+def execute(
+    ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int
+) -> Execution | None:
+    """Start the task and supervise it to its end; None when it could not start (the run
+    is discarded and `datmo run` told why). fd: where `datmo run` waits for its answer."""
+    stop = stop_signals()
+    store = ctx.store
+    me = {"pid": os.getpid(), "start": start_time(os.getpid()), "foreground": fg_pid or None}
+    fg_start = start_time(fg_pid) if fg_pid else None
+    run = records.save(store, run.evolve(supervisor=me))
+    data = records.data_dir(store, run.id)
+    st = os.stat(ctx.root)
+    task = executors.TaskContext(
+        run=run,
+        workdir=workdir(ctx, run),
+        env=env,
+        metrics_file=data / records.METRICS,
+        home=store.path("home"),
+        owner=(st.st_uid, st.st_gid),
+        user_name=_user_name(st.st_uid),
+        extra={"labels": {"datmo.project": ctx.info.id}},
+    )
+    started = time.perf_counter()
+    try:
+        handle = executors.get(run.executor).start(task)
+    except Exception as e:
+        records.discard(store, run.id)  # before answering, so `datmo run` never sees it
+        handshake(fd, f"ERR {e}")
+        return None
+    info = {k: v for k, v in handle.info.items() if k in Run.__dataclass_fields__}
+    run = records.save(store, run.evolve(**info))
+    relay = None
+    if run.options.get("interactive"):
+        from datmo.core.task.ttyrelay import RelayServer
+
+        relay = RelayServer(data, handle, store.owner)
+    handshake(fd, "OK")
+    secrets = [v for k, v in env.items() if is_secret(k)]
+    if run.executor == "local":  # a local task also inherits this environment
+        secrets += [v for k, v in os.environ.items() if is_secret(k)]
+    requests = SnapshotRequests(ctx, run)
+    stop_file = data / records.STOP_FILE
+
+    def stop_requested() -> bool:
+        lost_fg = bool(fg_pid) and not alive(fg_pid, fg_start)
+        return stop.is_set() or lost_fg or stop_file.exists()
+
+    ended = supervise(
+        handle,
+        data / records.LOG,
+        secrets,
+        capture=run.options.get("capture", True),
+        stop_requested=stop_requested,
+        poll=requests.poll,
+        relay=relay,
+    )
+    return Execution(run, handle, ended, time.perf_counter() - started)
+
+
+class SnapshotRequests:
+    """Serves `datmo.snapshot.create()` called inside a task: the task cannot reach the
+    store, so it appends a request to its metrics file and waits for a reply file."""
+
+    def __init__(self, ctx: ProjectContext, run: Run) -> None:
+        self.ctx, self.run = ctx, run
+        self.data = records.data_dir(ctx.store, run.id)
+        self.pos = 0
+
+    def poll(self) -> None:
+        try:
+            with open(self.data / records.METRICS, "rb") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        cut = chunk.rfind(b"\n") + 1
+        self.pos += cut
+        for line in chunk[:cut].splitlines():
+            if b'"snapshot"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    doc = json.loads(line)
+                    if doc.get("kind") == "snapshot":
+                        self._serve(str(doc["request"]), doc["snapshot"])
+
+    def _serve(self, request: str, body: dict[str, Any]) -> None:
+        from datmo.core.controller import snapshot
+
+        if not request.isalnum():
+            return
+        try:
+            result = snapshot.create(
+                self.ctx,
+                str(body.get("message") or f"from run {self.run.id[:8]}"),
+                label=body.get("label"),
+                config=body.get("config") or {},
+                metrics=body.get("stats") or {},
+                tree=workdir(self.ctx, self.run),
+            )
+            reply: dict[str, Any] = {"id": result.snapshot.id, "created": result.created}
+        except Exception as e:
+            reply = {"error": str(e)}
+        path = self.data / records.REPLIES / f"{request}.json"
+        atomic_write_bytes(path, json.dumps(reply).encode(), self.ctx.store.owner)
+
+
+def handshake(fd: int, text: str) -> None:
+    """The supervisor's one-line answer to `datmo run`: OK, or ERR and why."""
+    try:
+        os.write(fd, (text.replace("\n", " ") + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass  # the foreground went away; the record tells the story
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "datmo"
