@@ -259,7 +259,7 @@ def settle(root: Path, timeout: float = 40.0) -> None:
 
 def check_runs(root: Path, statuses: Counter[str]) -> None:
     from datmo.core.entity.run import Run
-    from datmo.core.task.supervisor import effective as judged
+    from datmo.core.task.process import effective as judged
 
     for doc in run_docs(root):
         assert doc["status"] != "RUNNING", f"run {doc['id'][:8]} stays RUNNING"

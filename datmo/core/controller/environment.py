@@ -31,8 +31,7 @@ KIND = "environments"
 
 
 def _engine() -> Any:
-    """The Docker engine client (datmo.core.executor.engine), imported on first use
-    (snapshots seldom need it)."""
+    """The Docker engine's client module, imported on first use (snapshots seldom need it)."""
     from datmo.core.executor import engine
 
     return engine

@@ -18,7 +18,7 @@ from datmo.core.entity.run import LOST, RUNNING, Run
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.storage.fsutil import makedirs
 from datmo.core.storage.project import ProjectContext
-from datmo.core.task.supervisor import effective
+from datmo.core.task.process import effective
 from datmo.errors import DatmoError
 
 QUARANTINE = "quarantine"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datmo.core.entity.base import utcnow
+from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.project import Project
 from datmo.core.storage.project import JOURNAL, ProjectContext, find_project, find_root
 from datmo.core.storage.store import DATMO_DIR, Store
@@ -72,7 +70,7 @@ def init(
             from datmo.core.executor.engine import engine_answers
 
             project = Project(
-                id=secrets.token_hex(20),
+                id=new_id(),
                 name=name or root.name or "project",
                 description=description or "",
                 created_at=now,
@@ -148,4 +146,6 @@ def status(ctx: ProjectContext) -> Status:
 def cleanup(ctx: ProjectContext) -> None:
     """Remove `.datmo` entirely: every snapshot, object and record."""
     with ctx.store.lock():
+        import shutil
+
         shutil.rmtree(ctx.store.dir)

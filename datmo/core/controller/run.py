@@ -11,31 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
-import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datmo.core.controller import task
-from datmo.core.controller.task import Progress
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import FAILED, LOST, RUNNING, STOPPED, SUCCESS, Run
 from datmo.core.storage import runs as records
-from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
 from datmo.core.storage.query import compile_filter, compile_sort
-from datmo.core.task.metrics import collect
-from datmo.core.task.process import alive, start_time
-from datmo.core.task.spec import RunSpec
-from datmo.core.task.supervisor import Ended, effective
+from datmo.core.task.process import alive, effective, start_time
 from datmo.errors import DatmoError, UsageError
+
+# Listing runs needs none of these: `datmo ls` stays free of the task machinery.
+if TYPE_CHECKING:
+    from datmo.core.controller.task import Progress
+    from datmo.core.task.spec import RunSpec
+    from datmo.core.task.supervisor import Ended
 
 KIND = records.KIND
 
 
 def get(ctx: ProjectContext, ref: str) -> Run:
-    return task.current(ctx, ref)
+    """A run's record as it stands now (a prefix of its id will do)."""
+    return effective(records.read(ctx.store, ref))
 
 
 def ls(
@@ -87,6 +86,8 @@ def start(
     image_id: str | None = None,
 ) -> Run:
     """Start a run and return its record once the task is running."""
+    from datmo.core.controller import task
+
     # The supervisor starts first and loads what it needs (Python, the Docker SDK, a
     # client) while this process checks the image and takes the before snapshot.
     proc = task.start_supervisor(ctx, spec.executor)
@@ -156,6 +157,10 @@ def _prepare(
 def supervise(ctx: ProjectContext, run_id: str, env: dict[str, str], fg_pid: int, fd: int) -> int:
     """The supervisor's whole job: the task to its end, then the final record. Its exit
     code; fd: where `datmo run` waits for the one-line answer."""
+    import traceback
+
+    from datmo.core.controller import task
+
     run = get(ctx, run_id)
     try:
         return _supervise(ctx, run, env, fg_pid, fd)
@@ -182,6 +187,10 @@ def supervise(ctx: ProjectContext, run_id: str, env: dict[str, str], fg_pid: int
 
 
 def _supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int) -> int:
+    import shutil
+
+    from datmo.core.controller import task
+
     done = task.execute(ctx, run, env, fg_pid, fd)
     if done is None:
         return 125
@@ -209,7 +218,9 @@ def _outcome(ctx: ProjectContext, run: Run, ended: Ended) -> dict[str, Any]:
     """What the final record says: status, code, metrics, the after snapshot."""
     import json
 
-    from datmo.core.controller import snapshot
+    from datmo.core.controller import snapshot, task
+    from datmo.core.storage.fsutil import atomic_write_bytes
+    from datmo.core.task.metrics import collect
 
     data = records.data_dir(ctx.store, run.id)
     found = ended.capture.found if ended.capture else []
@@ -280,6 +291,8 @@ def stop(ctx: ProjectContext, ref: str | None, all: bool = False, wait: float = 
             )
     else:
         raise UsageError("give a run id, or --all")
+    from datmo.core.controller import task
+
     asked = [r for r in targets if task.request_stop(ctx, r)]
     deadline = time.monotonic() + wait
     out = []

@@ -256,7 +256,7 @@ def from_run(
 ) -> Snapshot:
     """Make a run's after snapshot visible, with a message of the user's."""
     from datmo.core.storage import runs as records
-    from datmo.core.task.supervisor import effective
+    from datmo.core.task.process import effective
 
     run = effective(records.read(ctx.store, run_ref))
     if not run.after_snapshot_id:

@@ -28,16 +28,16 @@ from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task import prespawn
-from datmo.core.task.process import alive, start_time
+from datmo.core.task.process import alive, effective, start_time
 from datmo.core.task.spec import RunSpec, is_secret
-from datmo.core.task.supervisor import Ended, effective, stop_signals, supervise
+from datmo.core.task.supervisor import Ended, stop_signals, supervise
 from datmo.errors import DatmoError
 
 Progress = Callable[[str], None]
 
 
 def current(ctx: ProjectContext, ref: str) -> Run:
-    """A run's record as it stands now (a prefix of its id will do)."""
+    """A run's record as it stands now (the run controller's get, without the import)."""
     return effective(records.read(ctx.store, ref))
 
 

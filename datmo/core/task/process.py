@@ -1,8 +1,11 @@
-"""Is a recorded process still the same process? (pid plus start time, no docker needed)."""
+"""Is a recorded process still the same process? (pid plus start time, no docker needed).
+And so: is a run whose record says RUNNING still running?"""
 
 from __future__ import annotations
 
 import os
+
+from datmo.core.entity.run import LOST, RUNNING, Run
 
 
 def start_time(pid: int) -> int | None:
@@ -39,3 +42,13 @@ def alive(pid: int | None, started: int | None) -> bool:
     if now is None:
         return False
     return started is None or now == started or now == 0
+
+
+def effective(run: Run) -> Run:
+    """A RUNNING run whose supervisor is gone is LOST, whatever the record says."""
+    if run.status != RUNNING:
+        return run
+    sup = run.supervisor
+    if alive(sup.get("pid"), sup.get("start")):
+        return run
+    return run.evolve(status=LOST, error=run.error or "its supervisor process is gone")

@@ -19,10 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from datmo.core.entity.run import LOST, RUNNING, Run
 from datmo.core.executor import TaskHandle
 from datmo.core.task.metrics import OutputCapture
-from datmo.core.task.process import alive
 
 POLL_S = 0.2
 
@@ -74,16 +72,6 @@ class Redactor:
                 self.log.fileno(),
                 b"\n[datmo: the disk is full; the rest of the output was dropped]\n",
             )
-
-
-def effective(run: Run) -> Run:
-    """A RUNNING run whose supervisor is gone is LOST, whatever the record says."""
-    if run.status != RUNNING:
-        return run
-    sup = run.supervisor
-    if alive(sup.get("pid"), sup.get("start")):
-        return run
-    return run.evolve(status=LOST, error=run.error or "its supervisor process is gone")
 
 
 def stop_signals() -> threading.Event:
