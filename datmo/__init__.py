@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "log_config", "log_metrics", "snapshot"]
+__all__ = ["__version__", "config", "log_config", "log_metrics", "snapshot"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
         from datmo.sdk import snapshot
 
         return snapshot
-    if name in ("log_metrics", "log_config"):
+    if name in ("config", "log_metrics", "log_config"):
         # The same standard-library code that tasks get mounted into their container.
         from datmo.task_sdk import datmo as task_sdk
 

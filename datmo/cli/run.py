@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -80,10 +81,12 @@ def task_options(f: F) -> F:
 def build_spec(command: str, **kw: Any) -> Any:
     from datmo.core.controller.project import open_project
     from datmo.core.task import spec as task_spec
-    from datmo.core.util.params import parse_pairs
+    from datmo.core.util.params import parse_value, split_pairs
     from datmo.errors import UsageError
 
     ctx = open_project()
+    typed = split_pairs(kw.get("config", ()), "--config")
+    here = os.path.relpath(os.path.realpath(os.getcwd()), os.path.realpath(ctx.root))
     gpus = kw.get("gpus")
     if kw.get("gpu") and gpus:
         raise click.UsageError("use --gpu (all GPUs) or --gpus LIST, not both")
@@ -97,7 +100,10 @@ def build_spec(command: str, **kw: Any) -> Any:
         cpus=task_spec.parse_cpus(kw["cpus"]) if kw.get("cpus") is not None else None,
         data=[task_spec.parse_data(d) for d in kw.get("data", ())],
         env=task_spec.parse_env(kw.get("env", ())),
-        config=parse_pairs(kw.get("config", ()), "--config"),
+        config={k: parse_value(v) for k, v in typed.items()},
+        config_text=typed,
+        config_file=kw.get("config_file"),
+        cwd="" if here == "." or here.startswith("..") else Path(here).as_posix(),
         message=kw.get("message"),
         detach=bool(kw.get("detach")),
         interactive=bool(kw.get("interactive")),
@@ -126,7 +132,13 @@ def build_spec(command: str, **kw: Any) -> Any:
     "config",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Run config, typed. Repeatable.",
+    help="Run config, typed, over the config file's; {KEY} in the command is its value. "
+    "Repeatable.",
+)
+@click.option(
+    "--config-file",
+    metavar="FILE",
+    help="The project's config file (default: config.json); -c values are written into it.",
 )
 @click.option("-m", "--message", help="What this run is for.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach your terminal to the task.")
@@ -136,10 +148,12 @@ def build_spec(command: str, **kw: Any) -> Any:
 def run(command: tuple[str, ...], **kw: Any) -> None:
     """Run a task: snapshot before, run the command, snapshot after.
 
-    Quote the command, or put it after --. Exits with the task's exit code
-    (130 after Ctrl-C, 125 when datmo itself fails).
+    Quote the command, or put it after --. The task gets the run's config (config.json
+    with -c over it) in $DATMO_CONFIG, $DATMO_CONFIG_FILE, datmo.config(), {KEY} in the
+    command and the config file itself. Exits with the task's exit code (130 after
+    Ctrl-C, 125 when datmo itself fails).
 
-    Example: datmo run -c lr=0.01 "python train.py --epochs 3"
+    Example: datmo run -c lr=0.01 "python train.py --lr {lr} --epochs 3"
     """
     from datmo.core.controller import run as runs
     from datmo.core.controller import task
@@ -195,40 +209,47 @@ def run_row(r: Any) -> dict[str, Any]:
 @click.option("--filter", "filter_", metavar="EXPR", help="Such as: acc>0.9 and lr=0.01")
 @click.option("--sort", metavar="KEY[:asc]", help="Sort by a metric or config key (descending).")
 @click.option("--limit", type=int, help="Show at most this many runs.")
+@click.option(
+    "--columns", metavar="A,B,...", help="Columns to show, such as id,status,lr,acc (table, csv)."
+)
 @format_option
-def ls(filter_: str | None, sort: str | None, limit: int | None, fmt: str) -> None:
+def ls(
+    filter_: str | None, sort: str | None, limit: int | None, columns: str | None, fmt: str
+) -> None:
     """List runs, newest first.
 
+    The table shows the config keys whose values differ among the runs listed, and
+    every metric; --format csv has a column for every key, json the whole records.
     Example: datmo ls --filter "acc>0.9" --sort acc --limit 10
     """
+    from datmo.cli import listing
     from datmo.core.controller import run as runs
     from datmo.core.controller.project import open_project
 
-    found, damaged = runs.listing(open_project(), filter_, sort, limit)
-    rows = [run_row(r) for r in found]
-    cols = [
-        "id",
-        "type",
-        "command",
-        "environment_id",
-        "status",
-        "config",
-        "metrics",
-        "started_at",
-        "duration_s",
-    ]
-    if fmt == "table":
-        for row in rows:
-            row["id"] = row["id"][:8]
-            row["environment_id"] = (row["environment_id"] or "")[:8]
-            row["started_at"] = (row["started_at"] or "")[:19].replace("T", " ")
-            if row["status"] == "FAILED" and row.get("exit_code") is not None:
-                row["status"] = f"FAILED ({row['exit_code']})"
-            cmd = row["command"]
-            row["command"] = cmd if len(cmd) <= 40 else cmd[:37] + "..."
-    echo(render(rows, cols, fmt))
-    if damaged:
-        note(f"{damaged} run record(s) could not be read and are not listed; run 'datmo fsck'")
+    found = runs.listing(open_project(), filter_, sort, limit)
+    for key in found.unknown:
+        known = ", ".join(found.known.get("config", []) + found.known.get("metrics", []))
+        note(f"warning: no run has '{key}' (config and metric keys: {known or 'none yet'})")
+    if fmt == "json":
+        echo(render([run_row(r) for r in found.runs], [], "json"))
+    else:
+        cols = listing.columns(found.runs, columns, table=fmt == "table")
+        if fmt == "csv":
+            echo(listing.csv_text(found.runs, cols))
+        else:
+            text, dropped = listing.table(found.runs, cols, listing.terminal_width())
+            echo(text)
+            hidden = len(listing.varying(found.runs)) < len(
+                {k for r in found.runs for k in r.config}
+            )
+            if dropped:
+                note(f"not shown, to fit the terminal: {', '.join(dropped)} (pick with --columns)")
+            elif hidden and not columns:
+                note("config keys with the same value in every run are not shown (--columns)")
+    if found.damaged:
+        note(
+            f"{found.damaged} run record(s) could not be read and are not listed; run 'datmo fsck'"
+        )
 
 
 @click.command()

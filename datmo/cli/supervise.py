@@ -5,7 +5,7 @@ the terminal: `python -m datmo.cli.supervise ROOT EXECUTOR`, or `... --early
 [EXECUTOR]` when the console script starts it before it knows the project. Its orders
 (the project root, the run, the task's environment, secrets included) come as JSON on
 stdin, never on disk; it answers one line on stdout and hands the rest to the run
-controller (datmo.core.controller.run.supervise). A foreground run whose `datmo run`
+controller (datmo.core.controller.outcome.supervise). A foreground run whose `datmo run`
 dies is stopped and still recorded; a detached run goes on.
 """
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 # Loaded at start-up, while the early supervisor waits for its orders, not after them.
-from datmo.core.controller import run
+from datmo.core.controller import outcome
 from datmo.core.storage import runs as records
 from datmo.core.storage.project import ProjectContext, find_project
 from datmo.core.storage.store import Store
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     ctx = ProjectContext(root, Store(root))
     errlog = records.data_dir(ctx.store, run_id) / records.SUPERVISOR_LOG
     os.dup2(os.open(errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
-    return run.supervise(ctx, run_id, payload.get("env", {}), fg, answer)
+    return outcome.supervise(ctx, run_id, payload.get("env", {}), fg, answer)
 
 
 if __name__ == "__main__":

@@ -110,16 +110,17 @@ def test_newest_first(listed: dict[str, str], cli: Callable[..., Any]) -> None:
 
 
 def test_table_columns(listed: dict[str, str], cli: Callable[..., Any]) -> None:
+    # A column per config and metric key; `acc` is both (D's config), so both are named.
     result = cli("ls")
     assert result.exit_code == 0, result.output
     header, _rule, *rows = result.stdout.strip().splitlines()
-    for column in ("id", "command", "environment", "status", "config", "metrics", "start"):
-        assert column in header
-    assert any(word in header for word in ("duration", "duration_s"))
+    want = ["id", "status", "command", "config.acc", "layers", "lr", "metrics.acc", "loss"]
+    assert header.split() == [*want, "started", "duration"]
     assert len(rows) == 4
     assert rows[0].startswith(listed["D"][:8])
     assert "FAILED (3)" in rows[1]
-    assert "acc=0.95" in rows[2] or "0.95" in rows[2]
+    assert rows[2].split()[:3] == [listed["B"][:8], "SUCCESS", "echo"]
+    assert " 0.95 " in rows[2] and " 0.01 " in rows[2]
 
 
 def test_json_fields(listed: dict[str, str], cli: Callable[..., Any]) -> None:
@@ -142,7 +143,6 @@ def test_csv(listed: dict[str, str], cli: Callable[..., Any]) -> None:
 @pytest.mark.parametrize(
     ("sort", "order"),
     [
-        ("acc", ["D", "B", "C", "A"]),  # a bare key: metrics, then config (D has config acc)
         ("metrics.acc", ["B", "C", "A", "D"]),  # runs without the value come last
         ("metrics.acc:asc", ["A", "C", "B", "D"]),
         ("loss:asc", ["B", "A", "C", "D"]),
@@ -152,6 +152,17 @@ def test_csv(listed: dict[str, str], cli: Callable[..., Any]) -> None:
 )
 def test_sort(listed: dict[str, str], cli: Callable[..., Any], sort: str, order: list[str]) -> None:
     assert names(cli, listed, "--sort", sort) == order
+
+
+def test_a_bare_key_that_is_both_config_and_metric_is_refused(
+    listed: dict[str, str], cli: Callable[..., Any]
+) -> None:
+    for option in ("--sort", "--filter"):
+        result = cli("ls", option, "acc" if option == "--sort" else "acc>0.85")
+        assert result.exit_code == 2
+        assert result.stderr.strip() == (
+            "datmo: error: 'acc' is both a config key and a metric; write config.acc or metrics.acc"
+        )
 
 
 def test_sort_with_ties(listed: dict[str, str], cli: Callable[..., Any]) -> None:
@@ -164,7 +175,6 @@ def test_sort_with_ties(listed: dict[str, str], cli: Callable[..., Any]) -> None
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        ("acc>0.85", {"B", "C", "D"}),
         ("metrics.acc>0.85", {"B", "C"}),
         ("config.acc>0.85", {"D"}),
         ("lr=0.01", {"B", "C"}),
@@ -174,8 +184,8 @@ def test_sort_with_ties(listed: dict[str, str], cli: Callable[..., Any]) -> None
         ("loss<=1.5", {"A", "B"}),
         ("loss>=2.5", {"C"}),
         ("loss > 2", {"C"}),
-        ("acc>0.85 and lr=0.01", {"B", "C"}),
-        ("lr=0.01 and acc>0.92 or lr=0.1", {"A", "B"}),
+        ("metrics.acc>0.85 and lr=0.01", {"B", "C"}),
+        ("lr=0.01 and metrics.acc>0.92 or lr=0.1", {"A", "B"}),
         ("lr=0.1 OR lr=0.001", {"A", "D"}),
         ("status=FAILED", {"C"}),
         ("status=FAILED or loss<1", {"B", "C"}),
@@ -220,6 +230,50 @@ def test_bad_listing_options(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("expr", "says"),
+    [
+        ("loss>>0.9", "'>>' is not an operator; did you mean '>'?"),
+        ("loss=>0.9", "'=>' is not an operator; did you mean '>='?"),
+        ("loss>1 && lr>2", "join conditions with 'and' and 'or', not && and ||"),
+        ("lr=0.01, layers=5", "join conditions with 'and' or 'or', not commas"),
+        ("loss >", "has no value after '>'"),
+        ("loss>abc", "'>' compares numbers, and 'abc' is not one"),
+        ("tag>x", "tags take = or != and a name"),
+    ],
+)
+def test_garbage_filters_are_refused_with_what_is_wrong(
+    listed: dict[str, str], cli: Callable[..., Any], expr: str, says: str
+) -> None:
+    result = cli("ls", "--filter", expr)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_an_unknown_key_is_warned_about_naming_the_known_ones(
+    listed: dict[str, str], cli: Callable[..., Any]
+) -> None:
+    result = cli("ls", "--filter", "los<1", "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+    assert "warning: no run has 'los'" in result.stderr
+    for key in ("layers", "lr", "loss"):
+        assert key in result.stderr
+    quiet = cli("ls", "--filter", "loss<1", "--format", "json")
+    assert quiet.stderr == ""  # a known key: no warning
+
+
+def test_the_fields_ls_shows_can_be_filtered_and_sorted(
+    listed: dict[str, str], cli: Callable[..., Any]
+) -> None:
+    assert set(names(cli, listed, "--filter", "duration_s>=0")) == {"A", "B", "C", "D"}
+    assert set(names(cli, listed, "--filter", "message=null")) == {"A", "B", "C", "D"}
+    assert names(cli, listed, "--sort", "created_at:asc") == ["A", "B", "C", "D"]
+    assert len(names(cli, listed, "--sort", "duration_s")) == 4
+    assert set(names(cli, listed, "--filter", "created_at>2000-01-01")) == {"A", "B", "C", "D"}
 
 
 # -- the index ---------------------------------------------------------------------------------
@@ -283,7 +337,7 @@ def test_record_copied_in_by_hand_appears(indexed: Path, cli: Callable[..., Any]
     after = _listing(cli)
     assert len(after) == len(before) + 1
     assert after[0]["id"] == doc["id"]
-    assert [d["id"] for d in cli_filter(cli, "acc>0.99")] == [doc["id"]]
+    assert [d["id"] for d in cli_filter(cli, "metrics.acc>0.99")] == [doc["id"]]
 
 
 def test_record_removed_by_hand_disappears(indexed: Path, cli: Callable[..., Any]) -> None:

@@ -129,12 +129,12 @@ def test_command_is_a_shell_command(
     assert doc["exit_code"] == code
 
 
-def test_task_runs_in_the_project_folder(
+def test_task_runs_in_the_subfolder_it_was_started_in(
     project: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sub = project / "sub"
     sub.mkdir()
-    monkeypatch.chdir(sub)  # datmo walks up to the project; the task still runs at its root
+    monkeypatch.chdir(sub)  # datmo walks up to the project; the task starts where you are
     monkeypatch.setenv("FROM_ME", "passed")
     result = cli(
         "run",
@@ -146,7 +146,7 @@ def test_task_runs_in_the_project_folder(
         "pwd > where.txt; echo GREETING=$GREETING FROM_ME=$FROM_ME",
     )
     assert result.exit_code == 0, result.output
-    assert (project / "where.txt").read_text().strip() == str(project)
+    assert (sub / "where.txt").read_text().strip() == str(sub)
     assert "GREETING=hi FROM_ME=passed" in result.stdout
     (doc,) = runs(cli)
     record = json.loads((project / ".datmo" / "runs" / f"{doc['id']}.json").read_text())

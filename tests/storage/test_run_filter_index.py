@@ -23,6 +23,7 @@ from datmo.core.entity.base import new_id
 from datmo.core.entity.run import SUCCESS, Run
 from datmo.core.storage import runs as records
 from datmo.core.storage.index import RunIndex
+from datmo.errors import UsageError
 
 KEYS = ["acc", "lr", "opt", "flag", "note", "deep", "x.y"]
 VALUES: list[Any] = [0, 1, 2, 0.5, 0.9, 0.91, -3, 1e9, "adam", "sgd", "0.5", "", True, False, None]
@@ -91,11 +92,22 @@ def many(project: Path) -> tuple[Any, list[Run]]:
     return ctx, made
 
 
+def _both(db: sqlite3.Connection, key: str) -> bool:
+    """Whether a bare key names a config key of some run and a metric of some run."""
+    found = [
+        db.execute(
+            f"SELECT count(*) FROM runs WHERE json_type({col}, ?) IS NOT NULL", [_path(key)]
+        ).fetchone()[0]
+        for col in ("config", "metrics")
+    ]
+    return all(found)
+
+
 def test_filters_match_the_json_evaluation(many: tuple[Any, list[Run]]) -> None:
     ctx, _ = many
     records = _records(ctx)
     rng = random.Random(7)
-    checked = 0
+    checked = refused = 0
     for _ in range(400):
         key = rng.choice([*KEYS, *(f"config.{k}" for k in KEYS), *(f"metrics.{k}" for k in KEYS)])
         op = rng.choice(["=", "!=", "<", "<=", ">", ">="])
@@ -104,11 +116,21 @@ def test_filters_match_the_json_evaluation(many: tuple[Any, list[Run]]) -> None:
             continue
         if isinstance(value, str) and value.replace(".", "", 1).isdigit():
             continue  # "0.5" typed on the command line is the number 0.5
+        if isinstance(value, str) and op not in ("=", "!="):
+            with pytest.raises(UsageError, match="compares numbers"):
+                runs.ls(ctx, f"{key}{op}{_text(value)}")
+            continue
+        bare = not key.startswith(("config.", "metrics."))
+        if bare and _both(records, key):  # a bare key that means both: refused
+            with pytest.raises(UsageError, match="is both a config key and a metric"):
+                runs.ls(ctx, f"{key}{op}{_text(value)}")
+            refused += 1
+            continue
         want = sorted(_reference(records, key, op, value))
         got = sorted(r.id for r in runs.ls(ctx, f"{key}{op}{_text(value)}"))
         assert got == want, f"{key}{op}{_text(value)}"
         checked += 1
-    assert checked > 250
+    assert checked > 150 and refused > 20
 
 
 def test_and_or_and_sort_match(many: tuple[Any, list[Run]]) -> None:
@@ -116,20 +138,16 @@ def test_and_or_and_sort_match(many: tuple[Any, list[Run]]) -> None:
     records = _records(ctx)
     a, b, c = (
         set(_reference(records, *cond))
-        for cond in [("acc", ">", 0.5), ("lr", "<=", 1), ("opt", "=", "adam")]
+        for cond in [("metrics.acc", ">", 0.5), ("config.lr", "<=", 1), ("config.opt", "=", "adam")]
     )
-    got = {r.id for r in runs.ls(ctx, "acc>0.5 and lr<=1 or opt=adam")}
+    got = {r.id for r in runs.ls(ctx, "metrics.acc>0.5 and config.lr<=1 or config.opt=adam")}
     assert got == (a & b) | c and got
     # Numbers sort as numbers (true counts as 1, as in the filter); a word sorts above them.
     by_id = {r.id: r for r in made}
-
-    def bare(r: Run) -> Any:
-        m = r.metrics.get("acc")
-        return m if m is not None else r.config.get("acc")
-
-    ordered = [bare(by_id[r.id]) for r in runs.ls(ctx, "acc>0 and acc<1e10", sort="acc:asc")]
+    expr, key = "metrics.acc>0 and metrics.acc<1e10", "metrics.acc"
+    ordered = [by_id[r.id].metrics["acc"] for r in runs.ls(ctx, expr, sort=f"{key}:asc")]
     assert ordered == sorted(ordered) and len(ordered) > 5
-    newest_first = [bare(by_id[r.id]) for r in runs.ls(ctx, "acc>0 and acc<1e10", sort="acc")]
+    newest_first = [by_id[r.id].metrics["acc"] for r in runs.ls(ctx, expr, sort=key)]
     assert newest_first == sorted(ordered, reverse=True)
 
 
@@ -137,12 +155,12 @@ def test_index_follows_updates_and_deletes(many: tuple[Any, list[Run]]) -> None:
     ctx, made = many
     target = made[0]
     records.save(ctx.store, target.evolve(metrics={"acc": 123.0}))
-    assert [r.id for r in runs.ls(ctx, "acc=123")] == [target.id]
+    assert [r.id for r in runs.ls(ctx, "metrics.acc=123")] == [target.id]
     records.save(ctx.store, target.evolve(metrics={}))
-    assert runs.ls(ctx, "acc=123") == []
+    assert runs.ls(ctx, "metrics.acc=123") == []
     records.save(ctx.store, target.evolve(metrics={"acc": 124.0}))
     (ctx.store.dir / "runs" / f"{target.id}.json").unlink()  # removed by hand
-    assert runs.ls(ctx, "acc=124") == []
+    assert runs.ls(ctx, "metrics.acc=124") == []
     idx = RunIndex(ctx.store)
     left = idx.db.execute("SELECT count(*) FROM run_values WHERE rid NOT IN (SELECT rid FROM runs)")
     assert left.fetchone()[0] == 0
@@ -169,15 +187,15 @@ def test_fsck_finds_and_repairs_damaged_filter_values(
     many: tuple[Any, list[Run]], cli: Callable[..., Any]
 ) -> None:
     ctx, _ = many
-    want = {r.id for r in runs.ls(ctx, "acc>0.5")}
+    want = {r.id for r in runs.ls(ctx, "metrics.acc>0.5")}
     idx = RunIndex(ctx.store)
     idx.db.execute("UPDATE run_values SET val = -1 WHERE key = 'acc'")
     idx.close()
-    assert {r.id for r in runs.ls(ctx, "acc>0.5")} != want  # the index is trusted...
+    assert {r.id for r in runs.ls(ctx, "metrics.acc>0.5")} != want  # the index is trusted...
     found = cli("fsck")
     assert found.exit_code != 0 and "run index disagrees" in found.stdout  # ...fsck checks it
     assert cli("fsck", "--repair").exit_code == 0
-    assert {r.id for r in runs.ls(ctx, "acc>0.5")} == want
+    assert {r.id for r in runs.ls(ctx, "metrics.acc>0.5")} == want
 
 
 def test_a_damaged_record_is_left_out_and_counted(
@@ -197,11 +215,11 @@ def test_a_damaged_record_is_left_out_and_counted(
     assert "1 run record(s) could not be read and are not listed; run 'datmo fsck'" in (
         listed.stderr
     )
-    assert runs.listing(ctx)[1] == 1  # still counted when the index is fresh
+    assert runs.listing(ctx).damaged == 1  # still counted when the index is fresh
     found = cli("fsck")
     assert found.exit_code != 0 and made[0].id[:8] in found.stdout
     _replace(path, good)  # mended
-    assert runs.listing(ctx) == (runs.ls(ctx), 0) and len(runs.ls(ctx)) == len(made)
+    assert runs.listing(ctx).damaged == 0 and len(runs.ls(ctx)) == len(made)
     assert cli("ls").stderr == ""
 
 

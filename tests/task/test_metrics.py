@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from datmo.core.task.metrics import OutputCapture, collect
+from datmo.core.task.metrics import MetricsReader, OutputCapture, collect
 from datmo.core.task.supervisor import Redactor
 from datmo.task_sdk import PATH as SDK_PATH
 
@@ -25,12 +25,20 @@ REPO = Path(__file__).resolve().parents[2]
 SHIM = SDK_PATH / "datmo" / "__init__.py"
 
 
+def capture_into(found: list[tuple[str, Any, Any]]) -> OutputCapture:
+    def sink(values: dict[str, Any], step: Any, when: float) -> None:
+        found.extend((k, v, step) for k, v in values.items())
+
+    return OutputCapture(sink)
+
+
 def captured(*chunks: bytes) -> list[tuple[str, Any]]:
-    capture = OutputCapture()
+    found: list[tuple[str, Any, Any]] = []
+    capture = capture_into(found)
     for chunk in chunks:
         capture.feed(chunk)
     capture.close()
-    return [(key, value) for key, value, _ in capture.found]
+    return [(key, value) for key, value, _ in found]
 
 
 # -- output lines ---------------------------------------------------------------------------
@@ -54,6 +62,19 @@ def captured(*chunks: bytes) -> list[tuple[str, Any]]:
         (b"loss: nan", []),
         (b": 3", []),
         (b"\xff\xfe: 1", []),
+        (b"Downloading: 100", []),  # progress, not a metric
+        (b"Loading: 3", []),
+        (b"epoch 3/10 - acc: 0.91", [("acc", 0.91)]),
+        (b"loss: 0.3, acc: 0.9", [("loss", 0.3), ("acc", 0.9)]),
+        (b"loss: 0.3 | acc: 0.9", [("loss", 0.3), ("acc", 0.9)]),
+        (
+            b"1875/1875 [==============================] - 3s 1ms/step - loss: 0.2950 - "
+            b"accuracy: 0.9147 - val_loss: 0.1470 - val_accuracy: 0.9560",
+            [("loss", 0.295), ("accuracy", 0.9147), ("val_loss", 0.147), ("val_accuracy", 0.956)],
+        ),
+        (b"note: 3, see 4 files", []),  # one pair among words: not a line of metrics
+        (b"retries - loss: 2", []),
+        (b"10/10 [===] - ETA: 0s - loss: 0.5\r10/10 [===] - 1s - loss: 0.4", [("loss", 0.4)]),
     ],
 )
 def test_output_line(line: bytes, expected: list[tuple[str, Any]]) -> None:
@@ -75,16 +96,26 @@ def test_endless_line_is_not_a_metric() -> None:
     assert captured(b"x" * 70000, b": 1\n", b"ok: 2\n") == [("ok", 2)]
 
 
+def test_an_epoch_line_gives_the_step_of_the_values_after_it() -> None:
+    found: list[tuple[str, Any, Any]] = []
+    capture = capture_into(found)
+    capture.feed(b"loss: 9\nEpoch 1/3\nloss: 0.5\nEpoch 2/3\n")
+    capture.feed(b"3/3 [===] - 1s - loss: 0.25\nstep 7 - acc: 1\n")
+    capture.close()
+    assert found == [("loss", 9, None), ("loss", 0.5, 1), ("loss", 0.25, 2), ("acc", 1, 7)]
+
+
 def test_capture_sees_output_with_secrets_redacted_across_chunks() -> None:
     log = io.BytesIO()
-    capture = OutputCapture()
+    found: list[tuple[str, Any, Any]] = []
+    capture = capture_into(found)
     out = Redactor(log, ["s3cr3tvalue"], capture)
     for chunk in (b"token=s3c", b"r3tv", b"alue\nacc: 0.5\nlast s3cr3tval", b"ue"):
         out.feed(chunk)
     out.close()
     capture.close()
     assert log.getvalue() == b"token=***\nacc: 0.5\nlast ***"
-    assert [(k, v) for k, v, _ in capture.found] == [("acc", 0.5)]
+    assert [(k, v) for k, v, _ in found] == [("acc", 0.5)]
 
 
 # -- merging the metrics file and the output ----------------------------------------------------
@@ -109,30 +140,54 @@ def test_collect_series_last_value_and_config(tmp_path: Path) -> None:
                 '{"kind": "metrics", "values": [1, 2]}',
                 "not json at all",
                 _line("config", {"lr": 0.2}, 4.0),
+                _line("captured", {"acc": 0.75, "epochs": 3}, 4.5),
                 _line("metrics", {"loss": 0.5}, 5.0, step=2),
                 '{"kind": "metrics", "time": 6.0, "values": {"loss": 0.1',  # torn by a kill
             ]
         )
     )
-    got = collect(path, [("acc", 0.75, 4.5)])
+    got = collect(path)
     assert got.config == {"lr": 0.2, "opt": "sgd"}
-    assert got.metrics == {"loss": 0.5, "acc": 0.75}
+    # acc was logged with the SDK: the output's acc is not used; epochs only came from it.
+    assert got.metrics == {"loss": 0.5, "acc": 0.5, "epochs": 3}
     assert got.series["loss"] == [[0, 2.0, 2.0], [1, 1.0, 3.0], [2, 0.5, 5.0]]
-    assert got.series["acc"] == [[1, 0.5, 3.0], [None, 0.75, 4.5]]
+    assert got.series["acc"] == [[1, 0.5, 3.0]]
+    assert got.ranges == {"loss": [0.5, 2.0], "acc": [0.5, 0.5], "epochs": [3, 3]}
 
 
-def test_collect_orders_by_time_not_by_source(tmp_path: Path) -> None:
+def test_a_captured_key_that_is_a_config_key_is_not_a_metric(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
-    path.write_text(_line("metrics", {"loss": 0.3}, 10.0, step=5) + "\n")
-    got = collect(path, [("loss", 9, 5.0), ("loss", 0.1, 20.0)])
-    assert got.metrics == {"loss": 0.1}
-    assert [v for _, v, _ in got.series["loss"]] == [9, 0.3, 0.1]
+    path.write_text(
+        "\n".join(
+            [
+                _line("captured", {"seed": 42, "lr": 0.001, "acc": 0.9}, 1.0),
+                _line("config", {"width": 64}, 2.0),
+                _line("captured", {"width": 64}, 3.0),
+            ]
+        )
+        + "\n"
+    )
+    got = collect(path, config_keys={"seed", "lr"})  # given: seed, lr; logged: width
+    assert got.metrics == {"acc": 0.9}
+
+
+def test_the_reader_takes_in_only_what_was_appended(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    reader = MetricsReader(path)
+    assert not reader.read()  # no file yet
+    with open(path, "a") as f:
+        f.write(_line("metrics", {"loss": 1}, 1.0) + "\n" + '{"kind": "metr')
+    assert reader.read() and reader.result().metrics == {"loss": 1}
+    with open(path, "a") as f:
+        f.write('ics", "time": 2.0, "values": {"loss": 0.5}}\n')  # the torn line, whole now
+    assert reader.read() and reader.result().metrics == {"loss": 0.5}
+    assert not reader.read()
+    assert reader.result().ranges == {"loss": [0.5, 1]}
 
 
 def test_collect_without_a_metrics_file(tmp_path: Path) -> None:
-    got = collect(tmp_path / "missing.jsonl", [("acc", 1, 1.0)])
-    assert got.metrics == {"acc": 1}
-    assert got.config == {}
+    got = collect(tmp_path / "missing.jsonl")
+    assert got.metrics == {} and got.config == {} and got.series == {}
 
 
 # -- the task-side shim ---------------------------------------------------------------------------

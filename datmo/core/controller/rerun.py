@@ -24,8 +24,9 @@ from datmo.errors import DatmoError
 SCRATCH = "tmp"
 
 
-def spec_of(orig: Run, env_items: tuple[str, ...], detach: bool) -> RunSpec:
-    """The original run's options, validated again, with its secrets from the caller."""
+def spec_of(orig: Run, config: dict[str, Any], env_items: tuple[str, ...], detach: bool) -> RunSpec:
+    """The original run's options, validated again, with its secrets from the caller.
+    config: what its task was given (its before snapshot's)."""
     env = dict(orig.env)
     given = parse_env(env_items)
     for name in orig.secret_env:
@@ -53,11 +54,12 @@ def spec_of(orig: Run, env_items: tuple[str, ...], detach: bool) -> RunSpec:
             for src, name, rw in opts.get("data", [])
         ],
         env=env,
-        config=dict(orig.config),
+        config=dict(config),
         message=f"rerun of {orig.id[:8]}",
         detach=detach,
         capture=opts.get("capture", True),
         type=orig.type,
+        cwd=str(opts.get("cwd") or ""),
     )
 
 
@@ -87,7 +89,7 @@ def start(
     if not orig.before_snapshot_id:
         raise DatmoError(f"run {orig.id[:8]} has no before snapshot to start from")
     before = snapshots.get(ctx, orig.before_snapshot_id)
-    spec = spec_of(orig, env_items, detach)
+    spec = spec_of(orig, before.config, env_items, detach)
     image = _image(ctx, orig, spec, progress)
     rel = f".datmo/{SCRATCH}/rerun-{secrets.token_hex(6)}"
     scratch = ctx.root / rel

@@ -2,9 +2,9 @@
 and the state after (another snapshot).
 
 `start` refuses what it can before any record exists, takes the before snapshot, makes
-the record and hands the task to the task controller. In the supervisor process,
-`supervise` has the task executed and records how it ended, with the after snapshot.
-Then: listing, stop, delete.
+the record and hands the task to the task controller; how the run ends (its metrics,
+the after snapshot, the final record) is controller/outcome.py. Then: listing, stop,
+delete.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import contextlib
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from datmo.core.entity.base import new_id, utcnow
-from datmo.core.entity.run import FAILED, LOST, RUNNING, STOPPED, SUCCESS, Run
+from datmo.core.entity.run import LOST, RUNNING, Run
 from datmo.core.storage import runs as records
 from datmo.core.storage.project import ProjectContext
-from datmo.core.storage.query import compile_filter, compile_sort
 from datmo.core.task.process import alive, effective, start_time
 from datmo.errors import DatmoError, UsageError
 
@@ -27,7 +26,6 @@ from datmo.errors import DatmoError, UsageError
 if TYPE_CHECKING:
     from datmo.core.controller.task import Progress
     from datmo.core.task.spec import RunSpec
-    from datmo.core.task.supervisor import Ended
 
 KIND = records.KIND
 
@@ -43,7 +41,7 @@ def ls(
     sort: str | None = None,
     limit: int | None = None,
 ) -> list[Run]:
-    return listing(ctx, filter, sort, limit)[0]
+    return listing(ctx, filter, sort, limit).runs
 
 
 def listing(
@@ -51,14 +49,14 @@ def listing(
     filter: str | None = None,
     sort: str | None = None,
     limit: int | None = None,
-) -> tuple[list[Run], int]:
-    """(the runs, how many records are too damaged to list: 'datmo fsck' names them)."""
-    where, params = compile_filter(filter)
-    order, order_params = compile_sort(sort)
+) -> records.Listing:
+    """The runs a filter and sort select, with how many records are too damaged to list
+    and the filter's keys that no run has."""
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    found, damaged = records.query(ctx.store, where, params, order, order_params, limit)
-    return [effective(r) for r in found], damaged
+    found = records.query(ctx.store, filter, sort, limit)
+    found.runs = [effective(r) for r in found.runs]
+    return found
 
 
 # -- starting ------------------------------------------------------------------------
@@ -108,19 +106,29 @@ def _prepare(
     rerun_of: str | None,
     image_id: str | None,
 ) -> Run:
-    from datmo.core.controller import snapshot
+    from pathlib import Path
+
+    from datmo.core.controller import runconfig, snapshot
 
     t0 = time.perf_counter()
+    tree = ctx.root / workdir if workdir else ctx.root
+    # Refused before anything is made: a bad config file, a placeholder that names no key.
+    rc = runconfig.prepare(spec, tree, Path.cwd(), again=rerun_of is not None)
     if image_id is None:
         env_id, image_id = resolve_environment(ctx, spec, progress)
     else:
         env_id = spec.environment
     t1 = time.perf_counter()
+    runconfig.write_file(rc, ctx.store.owner)  # so the snapshot holds what the task reads
+    said = rc.note(tree)
+    if said and progress:
+        progress(said)
     if before_snapshot_id is None:
         before_snapshot_id = snapshot.create(
             ctx,
-            f"before run: {spec.command}"[:200],
-            config=spec.config,
+            f"before run: {rc.command}"[:200],
+            config=rc.values,
+            read_config=False,
             hidden=True,
             reuse_state=True,
         ).snapshot.id
@@ -128,14 +136,15 @@ def _prepare(
     now = utcnow()
     run = Run(
         id=new_id(),
-        command=spec.command,
+        command=rc.command,
+        command_template=spec.command if rc.command != spec.command else None,
         created_at=now,
         type=spec.type,
         executor=spec.executor,
         environment_id=env_id,
         image_id=image_id,
         message=spec.message,
-        config=spec.config,
+        config=rc.values,
         options=spec.options(),
         env=spec.public_env(),
         secret_env=spec.secret_names(),
@@ -147,132 +156,8 @@ def _prepare(
         rerun_of=rerun_of,
         timings={"environment_s": round(t1 - t0, 4), "before_snapshot_s": round(t2 - t1, 4)},
     )
-    records.make_data(ctx.store, run.id)
+    records.make_data(ctx.store, run.id, rc.values)
     return records.save(ctx.store, run)
-
-
-# -- in the supervisor process -------------------------------------------------------
-
-
-def supervise(ctx: ProjectContext, run_id: str, env: dict[str, str], fg_pid: int, fd: int) -> int:
-    """The supervisor's whole job: the task to its end, then the final record. Its exit
-    code; fd: where `datmo run` waits for the one-line answer."""
-    import traceback
-
-    from datmo.core.controller import task
-
-    run = get(ctx, run_id)
-    try:
-        return _supervise(ctx, run, env, fg_pid, fd)
-    except BaseException as e:
-        traceback.print_exc()
-        task.handshake(fd, f"ERR supervisor failed: {e}")
-        if run.executor == "docker":  # never leave a container behind
-            try:
-                from datmo.core.executor.docker import remove_run_containers
-
-                remove_run_containers(run_id, None)
-            except Exception:
-                traceback.print_exc()
-        try:
-            now = get(ctx, run_id)
-            if not now.finished or now.status == LOST:
-                failed = now.evolve(
-                    status=FAILED, ended_at=utcnow(), error=f"supervisor failed: {e}"
-                )
-                records.save(ctx.store, failed)
-        except Exception:
-            traceback.print_exc()
-        return 125
-
-
-def _supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int) -> int:
-    import shutil
-
-    from datmo.core.controller import task
-
-    done = task.execute(ctx, run, env, fg_pid, fd)
-    if done is None:
-        return 125
-    run, ended = done.run, done.ended
-    t0 = time.perf_counter()
-    changes = _outcome(ctx, run, ended)
-    snapshot_s = time.perf_counter() - t0
-    try:  # the record is final only once nothing of the run is left behind
-        done.handle.cleanup()
-        if run.rerun_of and run.workdir:
-            shutil.rmtree(ctx.root / run.workdir, ignore_errors=True)
-    finally:
-        # The task's part, from creating its container (or process) to removing it.
-        task_s = done.seconds + (time.perf_counter() - t0 - snapshot_s)
-        timings = {
-            **run.timings,
-            "task_s": round(task_s, 4),
-            "after_snapshot_s": round(snapshot_s, 4),
-        }
-        records.save(ctx.store, run.evolve(**changes, timings=timings))
-    return ended.code
-
-
-def _outcome(ctx: ProjectContext, run: Run, ended: Ended) -> dict[str, Any]:
-    """What the final record says: status, code, metrics, the after snapshot."""
-    import json
-
-    from datmo.core.controller import snapshot, task
-    from datmo.core.storage.fsutil import atomic_write_bytes
-    from datmo.core.task.metrics import collect
-
-    data = records.data_dir(ctx.store, run.id)
-    found = ended.capture.found if ended.capture else []
-    reported = collect(data / records.METRICS, found)
-    if reported.series:
-        atomic_write_bytes(
-            data / "series.json", json.dumps(reported.series).encode(), ctx.store.owner
-        )
-    code = ended.code
-    status = STOPPED if ended.stopped else SUCCESS if code == 0 else FAILED
-    config = {**run.config, **reported.config}
-    end = utcnow()
-    changes: dict[str, Any] = {
-        "status": status,
-        "exit_code": code,
-        "ended_at": end,
-        "config": config,
-        "metrics": reported.metrics,
-        "duration_s": _duration(run.started_at, end),
-    }
-    try:
-        after = snapshot.create(
-            ctx,
-            f"after run {run.id[:8]}: {run.command}"[:200],
-            config=config,
-            metrics=reported.metrics,
-            hidden=True,
-            run_id=run.id,
-            tree=task.workdir(ctx, run),
-        )
-        # The snapshot adds what the task left in config.json and stats.json.
-        changes.update(
-            after_snapshot_id=after.snapshot.id,
-            config=after.snapshot.config,
-            metrics=after.snapshot.metrics,
-        )
-    except Exception as e:  # the task's outcome is still recorded, with why the snapshot failed
-        changes["error"] = f"after snapshot failed: {e}"
-    if ended.log_error:
-        changes["error"] = "; ".join(filter(None, [changes.get("error"), ended.log_error]))
-    return changes
-
-
-def _duration(start: str | None, end: str) -> float | None:
-    from datetime import datetime
-
-    if not start:
-        return None
-    parse = datetime.fromisoformat
-    return round(
-        (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds(), 3
-    )
 
 
 # -- stop and delete -----------------------------------------------------------------

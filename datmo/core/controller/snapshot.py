@@ -62,15 +62,19 @@ def ls(ctx: ProjectContext, all: bool = False) -> list[Snapshot]:
 
 
 def gather_params(
-    ctx: ProjectContext,
+    tree: Path,
     config: dict[str, Any] | None,
     metrics: dict[str, Any] | None,
     config_file: str | None,
     stats_file: str | None,
+    read_config: bool = True,
+    read_stats: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    cfg = params.gather([], config_file, ctx.root / "config.json", "--config")
+    """Config and metrics: the tree's config.json and stats.json (unless read_* is False),
+    then the named files, then the values given."""
+    cfg = params.gather([], config_file, tree / "config.json" if read_config else None, "--config")
     cfg.update(params.normalize(config or {}, "config"))
-    met = params.gather([], stats_file, ctx.root / "stats.json", "--stats")
+    met = params.gather([], stats_file, tree / "stats.json" if read_stats else None, "--stats")
     met.update(params.normalize(metrics or {}, "metrics"))
     return cfg, met
 
@@ -89,12 +93,16 @@ def create(
     run_id: str | None = None,
     tree: Path | None = None,
     reuse_state: bool = False,
+    read_config: bool = True,
+    read_stats: bool = True,
 ) -> CreateResult:
     """Capture code, files, environment, config and metrics as one snapshot.
 
     tree: capture another folder (a rerun's scratch copy); it never becomes current.
     reuse_state: return the current snapshot when it holds the same state, whatever
     its message (a run's before snapshot of an unchanged project).
+    read_config, read_stats: take config.json, stats.json from the tree (False: a run's
+    config is exactly what it was given; a stats.json its task did not write is not its).
     """
     from datmo.core.controller import environment
     from datmo.core.tree import capture, unchanged
@@ -105,8 +113,11 @@ def create(
     if label is not None:
         params.text(label, "the label")
     plain = not (config or metrics or config_file or stats_file or paths or tree or hidden)
+    plain = plain and read_config and read_stats
     watch = _watch(ctx) if plain and not (reuse_state or run_id) else None
-    cfg, met = gather_params(ctx, config, metrics, config_file, stats_file)
+    cfg, met = gather_params(
+        tree or ctx.root, config, metrics, config_file, stats_file, read_config, read_stats
+    )
     captured = capture.capture_tree(ctx, [parse_extra(p) for p in paths], tree)
     environment_id = environment.in_use(ctx)
     store = ctx.store

@@ -28,12 +28,15 @@ from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task import prespawn
+from datmo.core.task.metrics import OutputCapture, appender
 from datmo.core.task.process import alive, effective, start_time
 from datmo.core.task.spec import RunSpec, is_secret
 from datmo.core.task.supervisor import Ended, stop_signals, supervise
+from datmo.core.util.probe import Signature, is_racy, signature
 from datmo.errors import DatmoError
 
 Progress = Callable[[str], None]
+STATS = "stats.json"  # the metrics file a task may leave in its tree
 
 
 def current(ctx: ProjectContext, ref: str) -> Run:
@@ -144,13 +147,20 @@ class Execution:
     handle: TaskHandle
     ended: Ended
     seconds: float  # from asking the executor to start it to its end
+    stats_written: bool  # the task wrote stats.json (its stat changed while it ran)
 
 
 def execute(
-    ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int
+    ctx: ProjectContext,
+    run: Run,
+    env: dict[str, str],
+    fg_pid: int,
+    fd: int,
+    on_poll: Callable[[], None] | None = None,
 ) -> Execution | None:
     """Start the task and supervise it to its end; None when it could not start (the run
-    is discarded and `datmo run` told why). fd: where `datmo run` waits for its answer."""
+    is discarded and `datmo run` told why). fd: where `datmo run` waits for its answer;
+    on_poll: called a few times a second while the task runs, and once after."""
     stop = stop_signals()
     store = ctx.store
     me = {"pid": os.getpid(), "start": start_time(os.getpid()), "foreground": fg_pid or None}
@@ -163,11 +173,16 @@ def execute(
         workdir=workdir(ctx, run),
         env=env,
         metrics_file=data / records.METRICS,
+        config_file=data / records.CONFIG,
         home=store.path("home"),
         owner=(st.st_uid, st.st_gid),
         user_name=_user_name(st.st_uid),
         extra={"labels": {"datmo.project": ctx.info.id}},
     )
+    # A stats.json counts for this run only if its task writes it: decided by its stat,
+    # since a deterministic task writes the same content again.
+    stats = os.fspath(task.workdir / STATS)
+    stats_before = _settled(stats)
     started = time.perf_counter()
     try:
         handle = executors.get(run.executor).start(task)
@@ -193,16 +208,25 @@ def execute(
         lost_fg = bool(fg_pid) and not alive(fg_pid, fg_start)
         return stop.is_set() or lost_fg or stop_file.exists()
 
+    def poll() -> None:
+        requests.poll()
+        if on_poll:
+            on_poll()
+
+    capture = None
+    if run.options.get("capture", True):
+        capture = OutputCapture(appender(data / records.METRICS))
     ended = supervise(
         handle,
         data / records.LOG,
         secrets,
-        capture=run.options.get("capture", True),
+        capture=capture,
         stop_requested=stop_requested,
-        poll=requests.poll,
+        poll=poll,
         relay=relay,
     )
-    return Execution(run, handle, ended, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return Execution(run, handle, ended, seconds, signature(stats) != stats_before)
 
 
 class SnapshotRequests:
@@ -249,6 +273,16 @@ class SnapshotRequests:
             reply = {"error": str(e)}
         path = self.data / records.REPLIES / f"{request}.json"
         atomic_write_bytes(path, json.dumps(reply).encode(), self.ctx.store.owner)
+
+
+def _settled(path: str) -> Signature | None:
+    """The file's signature, once its times are old enough that a write from now on is
+    sure to change them (a rerun's copy was written a moment ago; 2 s at worst, for a
+    filesystem that keeps whole seconds)."""
+    sig = signature(path)
+    while sig is not None and (is_racy(sig[2], time.time_ns()) or is_racy(sig[3], time.time_ns())):
+        time.sleep(0.005)
+    return sig
 
 
 def handshake(fd: int, text: str) -> None:

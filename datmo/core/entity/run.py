@@ -22,7 +22,7 @@ FINAL = frozenset({SUCCESS, FAILED, STOPPED, LOST})
 @dataclass(frozen=True)
 class Run:
     id: str
-    command: str
+    command: str  # as it ran: placeholders filled in
     created_at: str
     type: str = "task"  # task, or a workspace: notebook, jupyterlab, rstudio, terminal
     status: str = RUNNING
@@ -31,8 +31,12 @@ class Run:
     environment_id: str | None = None
     image_id: str | None = None
     message: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    command_template: str | None = None  # as typed, when it had placeholders ({lr})
+    config: dict[str, Any] = field(default_factory=dict)  # what the task was given and logged
+    config_overridden: dict[str, list[Any]] = field(default_factory=dict)  # key: [given, logged]
+    metrics: dict[str, Any] = field(default_factory=dict)  # the last value of each
+    metric_ranges: dict[str, list[Any]] = field(default_factory=dict)  # key: [min, max]
     options: dict[str, Any] = field(default_factory=dict)  # what `datmo rerun` needs again
     env: dict[str, str] = field(default_factory=dict)  # task environment, secrets left out
     secret_env: list[str] = field(default_factory=list)  # names only; values are never stored

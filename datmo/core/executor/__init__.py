@@ -3,15 +3,21 @@ adding one (a remote engine, a cluster) touches one new module and `get`."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from datmo.core.entity.run import Run
+from datmo.core.storage.fsutil import Owner, makedirs
 from datmo.errors import UsageError
 
 EXECUTORS = ("docker", "local")
+# Linux refuses an environment string longer than 128 KiB (MAX_ARG_STRLEN); half of it
+# leaves room for the rest. A larger config reaches the task as a file only.
+CONFIG_ENV_LIMIT = 64 * 1024
 
 
 @dataclass
@@ -22,10 +28,33 @@ class TaskContext:
     workdir: Path  # the project, or a rerun's scratch copy
     env: dict[str, str]  # the task's own variables, secrets included (memory only)
     metrics_file: Path
+    config_file: Path  # the run's config as JSON, for $DATMO_CONFIG_FILE (read-only)
     home: Path  # per-project HOME (containers)
     owner: tuple[int, int]  # uid, gid the task runs as
     user_name: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cwd(self) -> str:
+        """Where the task starts, relative to workdir: the subfolder `datmo run` was in."""
+        return str(self.run.options.get("cwd") or "")
+
+    def start_folder(self) -> Path:
+        """The task's working folder: the same subfolder of its tree that `datmo run` was
+        started in (made if the tree lacks it: a snapshot holds no empty folders)."""
+        folder = self.workdir / self.cwd if self.cwd else self.workdir
+        if not folder.is_dir():
+            uid, gid = self.owner
+            makedirs(folder, Owner(uid, gid) if os.geteuid() == 0 else None)
+        return folder
+
+    def config_env(self, file_in_task: str) -> dict[str, str]:
+        """$DATMO_CONFIG (the JSON, unless too big for one variable) and $DATMO_CONFIG_FILE."""
+        env = {"DATMO_CONFIG_FILE": file_in_task}
+        text = json.dumps(self.run.config, sort_keys=True, ensure_ascii=False)
+        if len(text.encode()) <= CONFIG_ENV_LIMIT:
+            env["DATMO_CONFIG"] = text
+        return env
 
 
 class TaskHandle(Protocol):

@@ -21,10 +21,15 @@ HOME = "/home/datmo"
 SDK_MOUNT = "/opt/datmo-sdk"
 METRICS = "/datmo/metrics.jsonl"
 REPLIES = "/datmo/replies"
+CONFIG = "/datmo/config.json"
 
 
-def container_config(task: TaskContext, image: str) -> dict[str, Any]:
-    """Keyword arguments for containers.create(); separate so tests can read the contract."""
+def container_config(
+    task: TaskContext, image: str, image_env: list[str] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for containers.create(); separate so tests can read the contract.
+
+    image_env: the image's own ENV lines, so that a PYTHONPATH it sets is kept."""
     from docker.types import DeviceRequest, Mount
 
     run, opts = task.run, task.run.options
@@ -34,6 +39,7 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         Mount(HOME, str(task.home), type="bind"),
         Mount(SDK_MOUNT, str(SDK_PATH), type="bind", read_only=True),
         Mount(METRICS, str(task.metrics_file), type="bind"),
+        Mount(CONFIG, str(task.config_file), type="bind", read_only=True),
         Mount(REPLIES, str(task.metrics_file.parent / "replies"), type="bind", read_only=True),
     ]
     for source, name, writable in opts.get("data", []):
@@ -50,8 +56,12 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
     elif gpus:
         devices = [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
     env = dict(task.env)
+    # The SDK's folder goes first on the task's PYTHONPATH, before -e PYTHONPATH's or the
+    # image's own, which are kept.
+    theirs = env.get("PYTHONPATH") or _image_value(image_env or [], "PYTHONPATH")
+    env.update(task.config_env(CONFIG))
     env.update(
-        PYTHONPATH=SDK_MOUNT,
+        PYTHONPATH=":".join(p for p in (SDK_MOUNT, theirs) if p),
         PYTHONUNBUFFERED="1",
         DATMO_METRICS_FILE=METRICS,
         DATMO_REPLIES=REPLIES,
@@ -73,7 +83,7 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         "image": image,
         "command": shell_argv(run.command),
         "name": f"datmo-{run.id[:12]}",
-        "working_dir": WORKDIR,
+        "working_dir": f"{WORKDIR}/{task.cwd}" if task.cwd else WORKDIR,
         "user": user,
         "environment": env,
         "mounts": mounts,
@@ -88,6 +98,14 @@ def container_config(task: TaskContext, image: str) -> dict[str, Any]:
         "tty": interactive,
         "detach": True,
     }
+
+
+def _image_value(env: list[str], name: str) -> str | None:
+    for line in env:
+        key, eq, value = line.partition("=")
+        if eq and key == name:
+            return value
+    return None
 
 
 def _why(e: Exception) -> str:
@@ -172,7 +190,14 @@ class DockerExecutor:
         image = task.run.image_id
         if not image:
             raise DatmoError("the run has no image; build its environment first")
-        config = container_config(task, image)
+        try:
+            image_env = client().images.get(image).attrs.get("Config", {}).get("Env")
+        except docker.errors.ImageNotFound:
+            raise DatmoError(f"image {image[:19]} is gone; run 'datmo environment build'") from None
+        except docker.errors.APIError as e:
+            raise DatmoError(f"could not read the image: {_why(e)}") from None
+        task.start_folder()  # made as the project's owner, not by the engine as root
+        config = container_config(task, image, image_env)
         try:
             container = client().containers.create(**config)
         except docker.errors.ImageNotFound:

@@ -154,6 +154,7 @@ class LocalExecutor:
         env = dict(os.environ)
         env.update(task.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SDK_PATH), env.get("PYTHONPATH")) if p)
+        env.update(task.config_env(str(task.config_file)))
         env["DATMO_METRICS_FILE"] = str(task.metrics_file)
         env["DATMO_REPLIES"] = str(task.metrics_file.parent / "replies")
         env["DATMO_RUN_ID"] = task.run.id
@@ -166,13 +167,14 @@ class LocalExecutor:
         drop = os.geteuid() == 0 and uid != 0
         ids: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if drop else {}
         cmd = shell_argv(task.run.command)
+        cwd = task.start_folder()
         if task.run.options.get("interactive"):
             import pty
 
             master, slave = pty.openpty()
             proc = subprocess.Popen(
                 cmd,
-                cwd=task.workdir,
+                cwd=cwd,
                 env=env,
                 stdin=slave,
                 stdout=slave,
@@ -185,7 +187,7 @@ class LocalExecutor:
             return LocalHandle(proc, info, master)
         proc = subprocess.Popen(
             cmd,
-            cwd=task.workdir,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -202,7 +204,7 @@ class LocalExecutor:
             out = subprocess.run(
                 ["python3", "-c", _PROBE],
                 env=env,
-                cwd=task.workdir,
+                cwd=task.start_folder(),
                 capture_output=True,
                 text=True,
                 timeout=30,

@@ -1,9 +1,13 @@
 """A derived SQLite index of run records, for fast listing and filtering.
 
 The JSON records stay the truth. Writers update the index right after the
-record (under the project lock) and remember the runs folder's mtime; a reader
+record (under the project lock) and note the runs folder's mtime then; a reader
 that finds the folder changed since (a writer died between the two steps, or
-files were copied in by hand) brings the index up to date from the records.
+files were copied in by hand) brings the index up to date from the records. A
+writer's note is trusted at once: every datmo writer holds the lock and updates
+the index itself, so a RUNNING run that records its metrics every second costs a
+reader nothing. A note taken by a reader's own scan of the folder is trusted only
+once its mtime is older than the racy window (a record written during the scan).
 """
 
 from __future__ import annotations
@@ -22,21 +26,33 @@ from datmo.core.storage.fsutil import chown
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
-SCHEMA = 4
+SCHEMA = 6
 RACY_NS = 20_000_000  # a folder mtime this close to when we noted it may hide a later change
-COLUMNS = ("id", "created_at", "status", "type", "command", "environment_id", "exit_code")
+COLUMNS = (
+    "id",
+    "created_at",
+    "status",
+    "type",
+    "command",
+    "environment_id",
+    "exit_code",
+    "message",
+    "duration_s",
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
   rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at TEXT, status TEXT, type TEXT,
-  command TEXT, environment_id TEXT, exit_code INTEGER, doc TEXT, file_mtime_ns INTEGER
+  command TEXT, environment_id TEXT, exit_code INTEGER, message TEXT, duration_s REAL,
+  doc TEXT, file_mtime_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_newest ON runs(created_at, id);  -- ls: newest first, ties by id
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
--- One row per config and metric value, so a filter is an index search, not a JSON parse
--- of every run. sec: 'c' config, 'm' metrics, 'b' a bare key (the metric, else the
--- config value). val keeps the value's own type, as json_extract gives it. rid is the
--- run's integer row id: small keys make the searches and set operations cheap.
+-- One row per config and metric value and per tag, so a filter is an index search, not a
+-- JSON parse of every run. sec: 'c' config, 'm' metrics (with KEY.min and KEY.max of a
+-- metric's series), 't' a tag (its name as key, 1 as val). val keeps the value's own
+-- type, as json_extract gives it. rid is the run's integer row id: small keys make the
+-- searches and set operations cheap.
 CREATE TABLE IF NOT EXISTS run_values (
   rid INTEGER NOT NULL, sec TEXT NOT NULL, key TEXT NOT NULL, val,
   PRIMARY KEY (rid, sec, key)
@@ -44,9 +60,7 @@ CREATE TABLE IF NOT EXISTS run_values (
 CREATE INDEX IF NOT EXISTS run_values_by_key ON run_values(sec, key, val);
 """
 _TABLES = ("runs", "run_values", "meta")
-_RUN_COLUMNS = (
-    "id, created_at, status, type, command, environment_id, exit_code, doc, file_mtime_ns"
-)
+_RUN_COLUMNS = ", ".join((*COLUMNS, "doc", "file_mtime_ns"))
 # A row's doc is the record's values as a JSON array in field order: a third smaller than
 # the record and quicker to decode (no keys), which is most of listing many runs.
 FIELDS = ROW_FIELDS
@@ -73,13 +87,16 @@ def _sql_value(value: Any) -> Any:
 
 
 def value_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
-    """(sec, key, val, run id) for each config and metric value of a run."""
+    """(sec, key, val, run id) for each config and metric value and each tag of a run."""
     run_id = doc["id"]
     config, metrics = doc.get("config") or {}, doc.get("metrics") or {}
     rows = [("c", k, _sql_value(v), run_id) for k, v in config.items()]
-    rows += [("m", k, _sql_value(v), run_id) for k, v in metrics.items()]
-    bare = {**config, **{k: v for k, v in metrics.items() if v is not None}}
-    rows += [("b", k, _sql_value(v), run_id) for k, v in bare.items()]
+    values = dict(metrics)
+    for key, (low, high) in (doc.get("metric_ranges") or {}).items():
+        values.setdefault(f"{key}.min", low)
+        values.setdefault(f"{key}.max", high)
+    rows += [("m", k, _sql_value(v), run_id) for k, v in values.items()]
+    rows += [("t", tag, 1, run_id) for tag in dict.fromkeys(doc.get("tags") or [])]
     return rows
 
 
@@ -150,12 +167,12 @@ class RunIndex:
     def upsert(self, doc: dict[str, Any]) -> None:
         """Call right after writing the record, under the project lock."""
         self._upsert_many([doc], self._mtime_of)
-        self._note_folder()
+        self._note_folder(by_writer=True)
 
     def remove(self, run_id: str) -> None:
         with self._tx():
             self._delete([run_id])
-        self._note_folder()
+        self._note_folder(by_writer=True)
 
     def _delete(self, run_ids: Sequence[str]) -> None:
         ids = [(i,) for i in run_ids]
@@ -171,25 +188,11 @@ class RunIndex:
             return 0
 
     def _upsert_many(self, docs: Sequence[dict[str, Any]], mtime: Any) -> None:
-        rows = [
-            (
-                d["id"],
-                d.get("created_at"),
-                d.get("status"),
-                d.get("type"),
-                d.get("command"),
-                d.get("environment_id"),
-                d.get("exit_code"),
-                _packed(d),
-                mtime(d["id"]),
-            )
-            for d in docs
-        ]
+        rows = [(*(d.get(c) for c in COLUMNS), _packed(d), mtime(d["id"])) for d in docs]
+        marks = ",".join("?" * (len(COLUMNS) + 2))
         with self._tx():
             self._delete([d["id"] for d in docs])
-            self.db.executemany(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows
-            )
+            self.db.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({marks})", rows)
             self.db.executemany(
                 "INSERT INTO run_values SELECT rid, ?, ?, ? FROM runs WHERE id = ?",
                 [row for d in docs for row in value_rows(d)],
@@ -205,11 +208,16 @@ class RunIndex:
             raise
         self.db.execute("COMMIT")
 
-    def _note_folder(self) -> None:
+    def _note_folder(self, by_writer: bool = False) -> None:
         mtime = self._folder_mtime()
         self.db.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("folder_mtime_ns", mtime), ("noted_ns", time.time_ns()), ("schema", SCHEMA)],
+            [
+                ("folder_mtime_ns", mtime),
+                ("noted_ns", time.time_ns()),
+                ("noted_by_writer", int(by_writer)),
+                ("schema", SCHEMA),
+            ],
         )
 
     def _folder_mtime(self) -> int:
@@ -224,7 +232,9 @@ class RunIndex:
         if meta.get("schema") != SCHEMA:
             return False
         noted = meta.get("folder_mtime_ns")
-        return noted == self._folder_mtime() and noted < meta.get("noted_ns", 0) - RACY_NS
+        if noted != self._folder_mtime():
+            return False
+        return bool(meta.get("noted_by_writer")) or noted < meta.get("noted_ns", 0) - RACY_NS
 
     def refresh(self) -> int:
         """Bring the index in line with the records; returns how many rows changed.
@@ -354,6 +364,22 @@ class RunIndex:
         if orphans:
             rows[""] = None
         return rows
+
+    def sections(self, key: str) -> set[str]:
+        """Which of config ('c') and metrics ('m') hold this key in any run."""
+        query = "SELECT EXISTS(SELECT 1 FROM run_values WHERE sec = ? AND key = ?)"
+        return {sec for sec in ("c", "m") if self.db.execute(query, (sec, key)).fetchone()[0]}
+
+    def keys(self, sec: str, limit: int = 40) -> list[str]:
+        """The distinct keys of a section, in order, one index seek each (not a scan)."""
+        query = """
+        WITH RECURSIVE k(key) AS (
+          SELECT min(key) FROM run_values WHERE sec = :sec
+          UNION ALL
+          SELECT (SELECT min(key) FROM run_values WHERE sec = :sec AND key > k.key)
+          FROM k WHERE k.key IS NOT NULL
+        ) SELECT key FROM k WHERE key IS NOT NULL LIMIT :limit"""
+        return [r[0] for r in self.db.execute(query, {"sec": sec, "limit": limit})]
 
     def ids(self) -> list[str]:
         self.refresh()

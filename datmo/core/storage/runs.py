@@ -8,14 +8,16 @@ the task controller's judgement (datmo.core.controller.task.effective).
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datmo.core.entity.run import Run
-from datmo.core.storage.fsutil import chown, makedirs
+from datmo.core.storage.fsutil import atomic_write_bytes, chown, makedirs
 from datmo.core.storage.index import RunIndex
+from datmo.core.storage.query import compile_filter, compile_sort
 from datmo.core.storage.store import Store
 from datmo.core.util.memory import gc_paused
 from datmo.core.util.signals import deferred_interrupt
@@ -27,6 +29,7 @@ LOG = "output.log"
 METRICS = "metrics.jsonl"
 REPLIES = "replies"
 SUPERVISOR_LOG = "supervisor.log"
+CONFIG = "config.json"  # the config the task is given: $DATMO_CONFIG_FILE
 
 
 def data_dir(store: Store, run_id: str, create: bool = False) -> Path:
@@ -40,13 +43,16 @@ def log_path(store: Store, run_id: str) -> Path:
     return data_dir(store, run_id) / LOG
 
 
-def make_data(store: Store, run_id: str) -> Path:
-    """A new run's data folder, with the files its supervisor and task write to."""
+def make_data(store: Store, run_id: str, config: dict[str, Any]) -> Path:
+    """A new run's data folder, with the files its supervisor and task write to, and the
+    config its task is given."""
     data = data_dir(store, run_id, create=True)
     makedirs(data / REPLIES, store.owner)
     for name in (LOG, METRICS, SUPERVISOR_LOG):
         (data / name).touch()
         chown(data / name, store.owner)
+    text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(data / CONFIG, text.encode(), store.owner, 0o644)
     return data
 
 
@@ -63,25 +69,42 @@ def save(store: Store, run: Run) -> Run:
     return run
 
 
+def update(store: Store, run_id: str, **changes: Any) -> Run:
+    """Change some fields of the record as it is now, under the project lock: what
+    another process changed meanwhile (a tag, a stop) is kept."""
+    with store.lock():
+        return save(store, read(store, run_id).evolve(**changes))
+
+
 def read(store: Store, ref: str) -> Run:
     """A record by id or unique prefix, as written."""
     return Run.from_dict(store.read_entity(KIND, store.resolve(KIND, ref)))
 
 
+@dataclass
+class Listing:
+    """The records a filter and sort select, and what the user should hear about them."""
+
+    runs: list[Run]
+    damaged: int  # records too damaged to list ('datmo fsck' names them)
+    unknown: list[str] = field(default_factory=list)  # filter or sort keys no run has
+    known: dict[str, list[str]] = field(default_factory=dict)  # then: the keys there are
+
+
 def query(
-    store: Store,
-    where: str = "",
-    params: Sequence[Any] = (),
-    order: str = "created_at DESC",
-    order_params: Sequence[Any] = (),
-    limit: int | None = None,
-) -> tuple[list[Run], int]:
-    """(the records the index selects, how many records are too damaged to list)."""
+    store: Store, filter: str | None = None, sort: str | None = None, limit: int | None = None
+) -> Listing:
+    """Runs by the `ls --filter/--sort` language (storage/query.py), from the index."""
     idx = RunIndex(store)
     try:
+        idx.refresh()
+        where = compile_filter(filter, idx.sections)
+        order = compile_sort(sort, idx.sections)
         with gc_paused():
-            found = idx.query(where, params, order, order_params, limit)
-        return found, idx.damaged()
+            found = idx.query(where.sql, where.params, order.sql, order.params, limit)
+        unknown = list(dict.fromkeys(where.unknown + order.unknown))
+        known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
+        return Listing(found, idx.damaged(), unknown, known)
     finally:
         idx.close()
 

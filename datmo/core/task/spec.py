@@ -47,7 +47,10 @@ class RunSpec:
     cpus: float | None = None
     data: list[DataMount] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # values in memory only
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # -c, typed
+    config_text: dict[str, str] = field(default_factory=dict)  # -c, as typed (placeholders)
+    config_file: str | None = None  # --config-file: the project's config file instead
+    cwd: str = ""  # where the task starts, relative to the project (a subfolder)
     message: str | None = None
     detach: bool = False
     interactive: bool = False
@@ -74,6 +77,8 @@ class RunSpec:
             "interactive": self.interactive,
             "detach": self.detach,
             "as_root": self.as_root,
+            "cwd": self.cwd,
+            "config_file": self.config_file,
         }
 
 

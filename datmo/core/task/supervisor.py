@@ -92,7 +92,6 @@ class Ended:
 
     code: int  # -1: no exit code came
     stopped: bool  # a stop was asked for while it ran
-    capture: OutputCapture | None  # the `key: number` lines of its output
     log_error: str | None  # the log could not be written in full
 
 
@@ -101,7 +100,7 @@ def supervise(
     log_path: Path,
     secrets: list[str],
     *,
-    capture: bool,
+    capture: OutputCapture | None,
     stop_requested: Callable[[], bool],
     poll: Callable[[], None],
     relay: Any = None,
@@ -109,12 +108,12 @@ def supervise(
     """Relay the task's output to the log until it ends; stop it once stop_requested().
 
     poll is called every POLL_S while the task runs, and once after it ends.
-    relay (a ttyrelay.RelayServer) gets the output too, for an interactive run.
+    capture reads the output for metrics; relay (a ttyrelay.RelayServer) gets the output
+    too, for an interactive run.
     """
-    found = OutputCapture() if capture else None
     code_box: list[int] = []
     with open(log_path, "ab") as log:
-        out = Redactor(log, secrets, found)
+        out = Redactor(log, secrets, capture)
 
         def pump_output() -> None:
             for chunk in handle.output():
@@ -138,7 +137,7 @@ def supervise(
         poll()
         if relay:
             relay.close()
-    if found:
-        found.close()
+    if capture:
+        capture.close()
     code = code_box[0] if code_box else -1
-    return Ended(code, stopped, found, out.failed)
+    return Ended(code, stopped, out.failed)

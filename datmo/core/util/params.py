@@ -30,7 +30,12 @@ def parse_value(text: str) -> Any:
 
 def parse_pairs(items: tuple[str, ...] | list[str], option: str) -> dict[str, Any]:
     """Parse repeatable KEY=VALUE (or KEY:VALUE) options, keeping value types."""
-    out: dict[str, Any] = {}
+    return {k: parse_value(v) for k, v in split_pairs(items, option).items()}
+
+
+def split_pairs(items: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
+    """KEY=VALUE (or KEY:VALUE) options as the text of each value, the last one winning."""
+    out: dict[str, str] = {}
     for item in items:
         eq, colon = item.find("="), item.find(":")
         cuts = [i for i in (eq, colon) if i > 0]
@@ -42,7 +47,7 @@ def parse_pairs(items: tuple[str, ...] | list[str], option: str) -> dict[str, An
         key = item[:cut].strip()
         if not key:
             raise UsageError(f"{option} '{item}' has an empty key; use KEY=VALUE")
-        out[key] = parse_value(item[cut + 1 :])
+        out[key] = item[cut + 1 :]
     return out
 
 

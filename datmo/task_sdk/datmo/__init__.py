@@ -1,7 +1,8 @@
-"""datmo inside a task: record metrics and config for the run that is running.
+"""datmo inside a task: the run's config, and metrics and config recorded for it.
 
     import datmo
-    datmo.log_config(lr=0.01, layers=4)
+    lr = datmo.config("lr", 0.01)      # the run's config: config.json with -c over it
+    datmo.log_config(layers=4)
     for epoch in range(10):
         datmo.log_metrics(step=epoch, loss=loss, acc=acc)
 
@@ -17,8 +18,9 @@ import os
 import sys
 import time
 
-__all__ = ["log_config", "log_metrics", "snapshot"]
+__all__ = ["config", "log_config", "log_metrics", "snapshot"]
 _warned = [False]
+_config: "list[dict[str, object]]" = []  # read once, on first use
 
 
 def _plain(value):  # type: ignore[no-untyped-def]
@@ -52,6 +54,37 @@ def _append(kind, values, step=None, **extra):  # type: ignore[no-untyped-def]
     finally:
         os.close(fd)
     return True
+
+
+def config(key=None, default=None):  # type: ignore[no-untyped-def]
+    """The run's config as a dict, or one value of it (default when it has none).
+
+    It is what the run records: the project's config file with `datmo run -c` values
+    over it. Outside a datmo run there is none: the defaults are given, with one warning.
+    """
+    if not _config:
+        _config.append(_read_config())
+    values = _config[0]
+    if key is None:
+        return dict(values)
+    return values.get(key, default)
+
+
+def _read_config():  # type: ignore[no-untyped-def]
+    path = os.environ.get("DATMO_CONFIG_FILE")
+    try:
+        if path:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        if os.environ.get("DATMO_CONFIG"):
+            return json.loads(os.environ["DATMO_CONFIG"])
+    except (OSError, ValueError) as e:
+        print(f"datmo: cannot read the run's config ({e}); using the defaults", file=sys.stderr)
+        return {}
+    if not _warned[0]:
+        _warned[0] = True
+        print("datmo: not inside a datmo run; config() gives the defaults", file=sys.stderr)
+    return {}
 
 
 def log_metrics(step=None, **values):  # type: ignore[no-untyped-def]

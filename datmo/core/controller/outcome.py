@@ -1,0 +1,182 @@
+"""How a run ends, in its supervisor process: the task controller executes the task;
+meanwhile its metrics reach the record as they are logged (`datmo ls` shows a RUNNING
+run's latest values); at the end the record says what happened, with the after snapshot.
+
+What the record may say is only what happened: the metrics of this run's task (a
+stats.json counts only if the task wrote it), the config its task was given, and, where
+the task logged another value for a config key, the task's value, with a note of it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any
+
+from datmo.core.controller import task
+from datmo.core.entity.base import utcnow
+from datmo.core.entity.run import FAILED, LOST, STOPPED, SUCCESS, Run
+from datmo.core.storage import runs as records
+from datmo.core.storage.fsutil import atomic_write_bytes
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task.metrics import MetricsReader, Reported
+from datmo.core.task.process import effective
+
+FLUSH_S = 1.0  # how often a RUNNING run's record takes in new metrics, at most
+SERIES = "series.json"
+
+
+class Live:
+    """Follows the run's metrics file; puts the latest values into the record."""
+
+    def __init__(self, ctx: ProjectContext, run: Run) -> None:
+        self.ctx, self.run_id = ctx, run.id
+        path = records.data_dir(ctx.store, run.id) / records.METRICS
+        self.reader = MetricsReader(path, run.config.keys())
+        self.shown: tuple[Any, Any] | None = None
+        self.last_flush = 0.0
+
+    def poll(self) -> None:
+        self.reader.read()
+        if time.monotonic() - self.last_flush < FLUSH_S:
+            return
+        self.last_flush = time.monotonic()
+        got = self.reader.result()
+        now = (got.metrics, got.ranges)
+        if got.metrics and now != self.shown:
+            self.shown = now
+            records.update(
+                self.ctx.store, self.run_id, metrics=got.metrics, metric_ranges=got.ranges
+            )
+
+
+def supervise(ctx: ProjectContext, run_id: str, env: dict[str, str], fg_pid: int, fd: int) -> int:
+    """The supervisor's whole job: the task to its end, then the final record. Its exit
+    code; fd: where `datmo run` waits for the one-line answer."""
+    run = effective(records.read(ctx.store, run_id))
+    try:
+        return _supervise(ctx, run, env, fg_pid, fd)
+    except BaseException as e:
+        traceback.print_exc()
+        task.handshake(fd, f"ERR supervisor failed: {e}")
+        if run.executor == "docker":  # never leave a container behind
+            try:
+                from datmo.core.executor.docker import remove_run_containers
+
+                remove_run_containers(run_id, None)
+            except Exception:
+                traceback.print_exc()
+        try:
+            now = effective(records.read(ctx.store, run_id))
+            if not now.finished or now.status == LOST:
+                why = f"supervisor failed: {e}"
+                records.save(ctx.store, now.evolve(status=FAILED, ended_at=utcnow(), error=why))
+        except Exception:
+            traceback.print_exc()
+        return 125
+
+
+def _supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int) -> int:
+    import shutil
+
+    live = Live(ctx, run)
+    done = task.execute(ctx, run, env, fg_pid, fd, on_poll=live.poll)
+    if done is None:
+        return 125
+    run, ended = done.run, done.ended
+    t0 = time.perf_counter()
+    live.reader.read()
+    changes = _outcome(ctx, run, done, live.reader.result())
+    snapshot_s = time.perf_counter() - t0
+    try:  # the record is final only once nothing of the run is left behind
+        done.handle.cleanup()
+        if run.rerun_of and run.workdir:
+            shutil.rmtree(ctx.root / run.workdir, ignore_errors=True)
+    finally:
+        # The task's part, from creating its container (or process) to removing it.
+        task_s = done.seconds + (time.perf_counter() - t0 - snapshot_s)
+        timings = {
+            **run.timings,
+            "task_s": round(task_s, 4),
+            "after_snapshot_s": round(snapshot_s, 4),
+        }
+        records.update(ctx.store, run.id, **changes, timings=timings)
+    return ended.code
+
+
+def overridden(given: dict[str, Any], logged: dict[str, Any]) -> dict[str, list[Any]]:
+    """Config keys the task logged with another value than it was given: key: [given, logged]."""
+    return {k: [given[k], v] for k, v in logged.items() if k in given and given[k] != v}
+
+
+def _outcome(ctx: ProjectContext, run: Run, done: task.Execution, got: Reported) -> dict[str, Any]:
+    """What the final record says: status, code, metrics, config, the after snapshot."""
+    from datmo.core.controller import snapshot
+
+    data = records.data_dir(ctx.store, run.id)
+    if got.series:
+        atomic_write_bytes(data / SERIES, json.dumps(got.series).encode(), ctx.store.owner)
+    ended = done.ended
+    status = STOPPED if ended.stopped else SUCCESS if ended.code == 0 else FAILED
+    config = {**run.config, **got.config}
+    changed = overridden(run.config, got.config)
+    if changed:
+        _say(ctx, run, changed)
+    end = utcnow()
+    changes: dict[str, Any] = {
+        "status": status,
+        "exit_code": ended.code,
+        "ended_at": end,
+        "config": config,
+        "config_overridden": changed,
+        "metrics": got.metrics,
+        "metric_ranges": got.ranges,
+        "duration_s": _duration(run.started_at, end),
+    }
+    try:
+        after = snapshot.create(
+            ctx,
+            f"after run {run.id[:8]}: {run.command}"[:200],
+            config=config,
+            read_config=False,
+            metrics=got.metrics,
+            read_stats=done.stats_written,
+            hidden=True,
+            run_id=run.id,
+            tree=task.workdir(ctx, run),
+        )
+        # The snapshot adds the metrics of a stats.json the task wrote.
+        changes.update(after_snapshot_id=after.snapshot.id, metrics=after.snapshot.metrics)
+    except Exception as e:  # the task's outcome is still recorded, with why the snapshot failed
+        changes["error"] = f"after snapshot failed: {e}"
+    if ended.log_error:
+        changes["error"] = "; ".join(filter(None, [changes.get("error"), ended.log_error]))
+    return changes
+
+
+def override_note(changed: dict[str, list[Any]]) -> str:
+    """One line: which given config values the task's own logged values replaced."""
+    shown = ", ".join(f"{k}={json.dumps(g)} -> {json.dumps(v)}" for k, (g, v) in changed.items())
+    return f"config overridden by the task: {shown} (the record keeps what the task logged)"
+
+
+def _say(ctx: ProjectContext, run: Run, changed: dict[str, list[Any]]) -> None:
+    """Into the run's log, so `datmo run` and `datmo logs` show it."""
+    line = f"[datmo] {override_note(changed)}\n"
+    try:
+        with open(records.log_path(ctx.store, run.id), "ab") as log:
+            log.write(line.encode())
+    except OSError:
+        pass  # a full disk: the record still says it
+
+
+def _duration(start: str | None, end: str) -> float | None:
+    from datetime import datetime
+
+    if not start:
+        return None
+    parse = datetime.fromisoformat
+    return round(
+        (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds(), 3
+    )
