@@ -54,6 +54,7 @@ class LazyGroup(click.Group):
         "terminal": "datmo.cli.workspace:terminal",
         "fsck": "datmo.cli.maintenance:fsck",
         "gc": "datmo.cli.maintenance:gc",
+        "settings": "datmo.cli.settings:settings",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")

@@ -47,7 +47,7 @@ def checkout_file(cli: Callable[..., Any], snap: str, name: str, to: Path) -> st
 
 
 def verify_rows(result: Any) -> dict[tuple[str, str], bool]:
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["rows"]
     return {(r["kind"], r["name"]): r["same"] for r in rows}
 
 
@@ -95,39 +95,89 @@ def test_verify_identical(project: Path, cli: Callable[..., Any], tree: Any) -> 
     result = cli("rerun", orig["id"], "--verify")
     assert result.exit_code == 0, result.output
     header, _rule, *lines = result.stdout.strip().splitlines()
-    assert header.split() == ["kind", "name", "original", "rerun", "same"]
+    assert header.split() == ["kind", "name", "original", "rerun", "same", "difference"]
     rows = {(line.split()[0], line.split()[1]): line.split()[-1] for line in lines}
-    assert rows[("file", "model.bin")] == "True"
-    assert rows[("file", "train.py")] == "True"
-    assert rows[("metric", "acc")] == "True"
-    assert set(rows.values()) == {"True"}
-    assert "reproduced" in result.stderr
+    # What the run made is compared; train.py, which it did not touch, is not.
+    assert rows == {("file", "model.bin"): "same", ("metric", "acc"): "same"}
+    assert "reproduced: the 1 file(s) and 1 metric(s) compared are the same" in result.stderr
     assert scratch_removed(project)
 
 
+TRAIN_RANDOM = (
+    "import random, time\n"
+    "open('stamp.txt', 'w').write(str(time.time_ns()))\n"
+    "open('fixed.txt', 'w').write('same')\n"
+    "print('score:', random.random())\n"
+    "print('epochs: 2')\n"
+)
+
+
 def test_verify_reports_what_differs(project: Path, cli: Callable[..., Any], tree: Any) -> None:
-    tree(
-        project,
-        {
-            "train.py": (
-                "import random, time\n"
-                "open('stamp.txt', 'w').write(str(time.time_ns()))\n"
-                "open('fixed.txt', 'w').write('same')\n"
-                "print('score:', random.random())\n"
-                "print('epochs: 2')\n"
-            )
-        },
-    )
+    tree(project, {"train.py": TRAIN_RANDOM})
     assert cli("run", *LOCAL, "python3 train.py").exit_code == 0
     orig = only_run(cli)
     result = cli("rerun", orig["id"], "--verify", "--format", "json")
     assert result.exit_code == 1, result.output
     rows = verify_rows(result)
-    assert rows[("file", "stamp.txt")] is False
-    assert rows[("metric", "score")] is False
-    assert rows[("file", "fixed.txt")] is True
-    assert rows[("metric", "epochs")] is True
-    assert "differ" in result.stderr
+    assert rows == {
+        ("file", "fixed.txt"): True,
+        ("file", "stamp.txt"): False,
+        ("metric", "epochs"): True,
+        ("metric", "score"): False,
+    }
+    doc = json.loads(result.stdout)
+    stamp = next(r for r in doc["rows"] if r["name"] == "stamp.txt")
+    assert stamp["original"] != stamp["rerun"] and stamp["original"].startswith("19 B ")
+    score = next(r for r in doc["rows"] if r["name"] == "score")
+    assert score["original"] == orig["metrics"]["score"] and "difference" in score
+    assert "2 of the 2 file(s) and 2 metric(s) compared differ" in result.stderr
+    assert "stamp.txt" in result.stderr and "score" in result.stderr
+
+
+def test_verify_ignore_and_rtol(project: Path, cli: Callable[..., Any], tree: Any) -> None:
+    tree(
+        project, {"train.py": TRAIN_RANDOM.replace("random.random()", "1 + random.random() * 1e-9")}
+    )
+    assert cli("run", *LOCAL, "python3 train.py").exit_code == 0
+    orig = only_run(cli)
+    loose = cli("rerun", orig["id"], "--verify", "--ignore", "stamp*", "--rtol", "1e-6")
+    assert loose.exit_code == 0, loose.output
+    assert "stamp.txt" not in loose.stdout
+    strict = cli("rerun", orig["id"], "--verify", "--ignore", "stamp*")
+    assert strict.exit_code == 1  # the score differs by about 1e-9 without --rtol
+
+
+def test_verify_never_reads_the_working_tree(
+    project: Path, cli: Callable[..., Any], tree: Any
+) -> None:
+    script = "import json; json.dump({'acc': 0.5}, open('stats.json', 'w'))"
+    assert cli("run", *LOCAL, f'python3 -c "{script}"').exit_code == 0
+    orig = only_run(cli)
+    (project / "stats.json").write_text('{"acc": 0.99}')  # edited by hand afterwards
+    result = cli("rerun", orig["id"], "--verify", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert verify_rows(result) == {("file", "stats.json"): True, ("metric", "acc"): True}
+
+
+def test_verify_exit_code_when_the_rerun_itself_fails(
+    project: Path, cli: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The task needs a file outside the project: gone, the rerun fails with the task's
+    # own code (7), which CI can tell from "an output differs" (1).
+    outside = tmp_path / "needed"
+    outside.write_text("x")
+    assert cli("run", *LOCAL, f"test -e {outside} || exit 7; echo 'acc: 1'").exit_code == 0
+    orig = only_run(cli)
+    outside.unlink()
+    result = cli("rerun", orig["id"], "--verify")
+    assert result.exit_code == 7, result.output
+    assert "the rerun itself failed (FAILED); nothing to compare" in result.stderr
+    # A run that failed, rerun: the same failure is a reproduction, not a failed rerun.
+    assert cli("run", *LOCAL, "echo 'acc: 2'; exit 4").exit_code == 4
+    failing = next(r for r in runs(cli) if r["exit_code"] == 4 and not r["rerun_of"])
+    again = cli("rerun", failing["id"], "--verify")
+    assert again.exit_code == 0, again.output
+    assert cli("rerun", orig["id"], "--ignore", "x").exit_code == 125  # needs --verify
 
 
 def test_rerun_exit_code(project: Path, cli: Callable[..., Any]) -> None:

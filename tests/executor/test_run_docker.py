@@ -264,6 +264,42 @@ def test_sdk_metrics_config_and_files(dproject: Path, cli: Callable[..., Any], t
     assert after["metrics"] == doc["metrics"]
 
 
+def test_the_container_gets_the_runs_config_and_keeps_its_pythonpath(
+    dproject: Path, cli: Callable[..., Any], tree: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree(
+        dproject,
+        {
+            "config.json": '{"lr": 0.1, "seed": 3}',
+            "lib": {"mylib.py": "X = 42\n"},
+            "src": {
+                "show.py": (
+                    "import json, os, sys, mylib, datmo\n"
+                    "print(json.dumps({'argv': sys.argv[1:], 'sdk': datmo.config(),\n"
+                    "  'env': json.loads(os.environ['DATMO_CONFIG']), 'cwd': os.getcwd(),\n"
+                    "  'file': json.load(open('../config.json')), 'x': mylib.X}))\n"
+                )
+            },
+        },
+    )
+    monkeypatch.chdir(dproject / "src")
+    result = cli(
+        "run", "-e", "PYTHONPATH=/workspace/lib", "-c", "lr=0.3", "python3 show.py --lr {lr}"
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("{")))
+    want = {"lr": 0.3, "seed": 3}
+    assert got == {
+        "argv": ["--lr", "0.3"],
+        "sdk": want,
+        "env": want,
+        "cwd": "/workspace/src",
+        "file": want,
+        "x": 42,
+    }
+    assert runs(cli)[0]["config"] == want
+
+
 def test_secret_is_redacted_and_never_stored(dproject: Path, cli: Callable[..., Any]) -> None:
     secret = "s3cr3tvalue"
     result = cli("run", "-e", f"API_TOKEN={secret}", "echo token=$API_TOKEN")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from datmo.core.controller import run as runs
@@ -112,52 +111,3 @@ def start(
 
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-
-
-@dataclass
-class Report:
-    rows_: list[dict[str, Any]]
-
-    @property
-    def identical(self) -> bool:
-        return all(r["same"] for r in self.rows_)
-
-    def rows(self) -> list[dict[str, Any]]:
-        return self.rows_
-
-    def summary(self) -> str:
-        differ = [r for r in self.rows_ if not r["same"]]
-        if not differ:
-            return f"reproduced: all {len(self.rows_)} files and metrics are the same"
-        return f"{len(differ)} of {len(self.rows_)} files and metrics differ from the original"
-
-
-def verify(ctx: ProjectContext, original: str, rerun_id: str) -> Report:
-    """File by file and metric by metric: what the rerun produced versus the original."""
-    a, b = runs.get(ctx, original), runs.get(ctx, rerun_id)
-    if not (a.after_snapshot_id and b.after_snapshot_id):
-        raise DatmoError("both runs need an after snapshot to compare")
-    sa = state_of(ctx, snapshots.get(ctx, a.after_snapshot_id)).signatures()
-    sb = state_of(ctx, snapshots.get(ctx, b.after_snapshot_id)).signatures()
-    rows: list[dict[str, Any]] = []
-    for path in sorted(sa.keys() | sb.keys()):
-        x, y = sa.get(path), sb.get(path)
-        rows.append(
-            {
-                "kind": "file",
-                "name": path,
-                "original": _short(x),
-                "rerun": _short(y),
-                "same": x == y,
-            }
-        )
-    for key in sorted(a.metrics.keys() | b.metrics.keys()):
-        x, y = a.metrics.get(key), b.metrics.get(key)
-        rows.append({"kind": "metric", "name": key, "original": x, "rerun": y, "same": x == y})
-    return Report(rows)
-
-
-def _short(sig: tuple[Any, ...] | None) -> str:
-    if sig is None:
-        return "(missing)"
-    return str(sig[-1] if sig[0] == "link" else sig[-2 if sig[0] == "file" else -1])[:12]

@@ -25,6 +25,7 @@ class Project:
     default_executor: str = "local"
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # `datmo settings`; never config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
