@@ -287,7 +287,7 @@ def _per_call(name: str, fn: Callable[[], object], calls: int) -> Step:
 
 
 def bench_nobuild(ctx: Context) -> Section:
-    from datmo.core.controller import environment
+    from datmo.core.controller import image
     from datmo.core.controller.project import open_project
     from datmo.core.executor import engine
 
@@ -301,18 +301,18 @@ def bench_nobuild(ctx: Context) -> Section:
     try:
         pctx = open_project(proj)
         log("run-nobuild: building the environment once")
-        built = environment.build(pctx, None)
-        again = environment.build(pctx, None)
+        built = image.build(pctx, None)
+        again = image.build(pctx, None)
         if again.built or again.image_id != built.image_id:
             raise AssertionError("a second build of an unchanged environment built again")
         env_id, tag = built.environment.id, built.tag
         client = engine.client()  # made once, as the check finds it in `datmo run`
-        if environment.ensure_image(pctx, env_id) != built.image_id:
+        if image.ensure_image(pctx, env_id) != built.image_id:
             raise AssertionError("ensure_image answered another image")
         calls = rs.calls_per_sample
         steps: dict[str, Step] = {
             "ensure_image": _per_call(
-                "ensure_image", lambda: environment.ensure_image(pctx, env_id), calls
+                "ensure_image", lambda: image.ensure_image(pctx, env_id), calls
             ),
             "client.images.get": _per_call(
                 "client.images.get", lambda: client.images.get(tag), calls

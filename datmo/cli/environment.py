@@ -86,17 +86,20 @@ def create(
 @environment.command(name="ls")
 @format_option
 def ls_cmd(fmt: str) -> None:
-    """List environments, oldest first; * marks the active one.
+    """List environments, oldest first; * marks the one runs and snapshots use now.
 
+    That is the active one ('datmo environment set'), else the project's Dockerfile,
+    else the built-in python environment.
     Example: datmo environment ls --format json
     """
     from datmo.core.controller import environment as ctl
+    from datmo.core.controller import image
     from datmo.core.controller.project import open_project
 
     ctx = open_project()
     envs = ctl.ls(ctx)
-    active = ctl.active_id(ctx)
-    images = ctl.image_states(envs) if envs else {}
+    active = ctl.in_use_id(ctx)
+    images = image.image_states(envs) if envs else {}
     rows: list[dict[str, Any]] = [
         {
             "id": e.id,
@@ -161,14 +164,22 @@ def delete(env_id: str, force: bool) -> None:
     Example: datmo environment delete 3f2a
     """
     from datmo.core.controller import environment as ctl
+    from datmo.core.controller import image
     from datmo.core.controller.project import open_project
 
     result = ctl.delete(open_project(), env_id, force)
     env = result.environment
     if result.images_removed is None:
-        tag = ctl.image_tag(env.id)
+        tag = image.image_tag(env.id)
         note(f"no Docker engine answered; its image {tag}, if built, is still there")
-    echo(f"Deleted environment {env.id[:8]} ({result.images_removed or 0} image(s) removed)")
+    images = f"{result.images_removed or 0} image(s) removed"
+    if result.kept_for:
+        echo(
+            f"Deleted environment {env.id[:8]}'s name and image ({images}); its definition is "
+            f"kept for {result.kept_for}, and 'datmo gc' frees it once nothing uses it"
+        )
+    else:
+        echo(f"Deleted environment {env.id[:8]} ({images})")
 
 
 @environment.command()
@@ -181,10 +192,10 @@ def build(env_id: str | None, no_cache: bool) -> None:
 
     Example: datmo environment build 3f2a --no-cache
     """
-    from datmo.core.controller import environment as ctl
+    from datmo.core.controller import image
     from datmo.core.controller.project import open_project
 
-    result = ctl.build(open_project(), env_id, progress=note, no_cache=no_cache)
+    result = image.build(open_project(), env_id, progress=note, no_cache=no_cache)
     state = "built" if result.built else "up to date"
     note(f"Environment {result.environment.id[:8]} {state}: {result.tag}")
     echo(result.image_id)

@@ -43,23 +43,62 @@ def fsck(repair: bool) -> None:
     echo(f"ok: {counts}")
 
 
+def parse_duration(text: str) -> float:
+    """'0', '90s', '30m', '1h', '2d' (a bare number is seconds) -> seconds."""
+    from datmo.errors import UsageError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    number, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise UsageError(f"--grace '{text}' is not a duration; use 0, 90s, 30m, 1h or 2d") from None
+    if value < 0 or value != value:
+        raise UsageError(f"--grace '{text}' must not be negative")
+    return value
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:g}s"
+
+
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be freed.")
-def gc(dry_run: bool) -> None:
+@click.option(
+    "--grace",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="Spare what is younger than this (0 frees at once; only when no other datmo runs).",
+)
+def gc(dry_run: bool, grace: str) -> None:
     """Free stored data that no snapshot, run or environment refers to any more.
 
-    Example: datmo snapshot delete 3f2a && datmo gc
+    A deleted run's hidden snapshots go too. Anything younger than the grace period is
+    kept, so a snapshot or run being made right now never loses its data.
+    Example: datmo snapshot delete 3f2a && datmo gc --grace 0
     """
     from datmo.core.controller import gc as ctl
     from datmo.core.controller.project import open_project
 
-    r = ctl.collect(open_project(), dry_run)
+    r = ctl.collect(open_project(), dry_run, parse_duration(grace))
     if r.warning:
         note(f"warning: {r.warning}")
     verb = "would free" if dry_run else "freed"
+    records = f"{r.snapshots} snapshot(s), {r.environments} environment(s), "
     echo(
-        f"{verb} {_bytes(r.freed)}: {r.objects} stored file(s) ({_bytes(r.object_bytes)}), "
-        f"git {_bytes(r.git_bytes)}, {r.run_data} run log folder(s) ({_bytes(r.run_data_bytes)}), "
-        f"scratch {_bytes(r.scratch_bytes)}, {len(r.images)} image(s), "
-        f"{len(r.containers)} container(s)"
+        f"{verb} {_bytes(r.freed)}: {records}{r.objects} stored file(s) "
+        f"({_bytes(r.object_bytes)}), git {_bytes(r.git_bytes)}, {r.run_data} run log "
+        f"folder(s) ({_bytes(r.run_data_bytes)}), scratch {_bytes(r.scratch_bytes)}, "
+        f"{len(r.images)} image(s), {len(r.containers)} container(s)"
     )
+    if r.young:
+        note(
+            f"kept {r.young} record(s) and stored file(s) ({_bytes(r.young_bytes)}) younger "
+            f"than the grace period of {_duration(r.grace_s)}; 'datmo gc --grace 0' frees "
+            "them now (when no other datmo command is running)"
+        )

@@ -250,9 +250,18 @@ def delete(snapshot_id: str, force: bool) -> None:
     """
     from datmo.core.controller import snapshot as ctl
     from datmo.core.controller.project import open_project
+    from datmo.core.controller.references import named
 
-    snap = ctl.delete(open_project(), snapshot_id, force)
-    echo(f"Deleted snapshot {snap.id[:8]}")
+    done = ctl.delete(open_project(), snapshot_id, force)
+    short = done.snapshot.id[:8]
+    if done.kept_for:
+        echo(
+            f"Deleted snapshot {short} from listings; its data stays while "
+            f"{named(done.kept_for, 'run')} {'uses' if len(done.kept_for) == 1 else 'use'} it "
+            "(delete those runs, then 'datmo gc')"
+        )
+    else:
+        echo(f"Deleted snapshot {short}")
 
 
 @snapshot.command()

@@ -19,6 +19,7 @@ import pytest
 
 from datmo import templates
 from datmo.core.controller import environment as ctl
+from datmo.core.controller import image as images
 from datmo.core.controller.project import open_project
 from datmo.core.entity.environment import Environment
 from datmo.core.executor import engine
@@ -192,10 +193,20 @@ def test_delete_refuses_the_active_one_and_ones_snapshots_record(project, cli, t
     r = cli("environment", "delete", b)
     assert r.exit_code == 1 and "active" in r.stderr
     r = cli("environment", "delete", a)
-    assert r.exit_code == 1 and "1 snapshot(s)" in r.stderr
-    ok(cli("environment", "delete", a, "--force"))
+    snap = json.loads(cli("snapshot", "ls", "--format", "json").stdout)[0]["id"]
+    assert r.exit_code == 1 and f"is recorded by snapshot {snap[:8]}" in r.stderr
+    kept = cli("environment", "delete", a, "--force")
+    assert kept.exit_code == 0 and "its definition is kept for snapshot" in kept.stdout
     ok(cli("environment", "delete", b, "--force"))
     assert ls_rows(cli) == [] and active(project) is None
+    # a's definition stays for the snapshot (not listed, not usable by name or id)...
+    assert (project / ".datmo" / "environments" / f"{a}.json").exists()
+    assert "was deleted" in cli("environment", "set", a).stderr
+    assert cli("fsck").exit_code == 0
+    # ...until nothing records it.
+    ok(cli("snapshot", "delete", snap, "--force"))
+    ok(cli("gc", "--grace", "0"))
+    assert not (project / ".datmo" / "environments" / f"{a}.json").exists()
 
 
 # -- images (real engine) ---------------------------------------------------------------
@@ -231,8 +242,8 @@ def test_build_tags_labels_and_sends_only_the_environments_files(
         "data.txt",
     }
     assert sent and sent[0] < 64 << 10  # the 8 MiB file in the project never went
-    image = engine.client().images.get(ctl.image_tag(env_id))
-    assert image.id == image_id and ctl.image_tag(env_id) == f"datmo-env:{env_id[:20]}"
+    image = engine.client().images.get(images.image_tag(env_id))
+    assert image.id == image_id and images.image_tag(env_id) == f"datmo-env:{env_id[:20]}"
     project_id = open_project().info.id
     assert image.labels["datmo.environment"] == env_id
     assert image.labels["datmo.project"] == project_id
@@ -244,13 +255,13 @@ def test_an_unchanged_environment_is_never_rebuilt(docker_project, cli, tree):
     env_id = busybox_env(cli, tree, docker_project, "RUN echo hi > /hello\n")
     ctx = open_project()
     lines: list[str] = []
-    first = ctl.ensure_image(ctx, env_id, lines.append)
+    first = images.ensure_image(ctx, env_id, lines.append)
     assert any(line.startswith("Step 1/") for line in lines)
     lines.clear()
     took = []
     for _ in range(5):
         start = time.perf_counter()
-        assert ctl.ensure_image(ctx, env_id, lines.append) == first
+        assert images.ensure_image(ctx, env_id, lines.append) == first
         took.append(time.perf_counter() - start)
     assert lines == []  # no build output: nothing was built
     r = cli("environment", "build", env_id[:8])
@@ -273,7 +284,7 @@ def test_a_failing_dockerfile_raises_build_failed_with_its_last_line(
 ):
     env_id = busybox_env(cli, tree, docker_project, "RUN echo one && echo two && exit 3\n")
     with pytest.raises(BuildFailed) as info:
-        ctl.ensure_image(open_project(), env_id)  # no progress: the tail goes to stderr
+        images.ensure_image(open_project(), env_id)  # no progress: the tail goes to stderr
     message = str(info.value)
     assert "\n" not in message and message.endswith("returned a non-zero code: 3")
     assert info.value.exit_code == 125
@@ -284,17 +295,17 @@ def test_a_failing_dockerfile_raises_build_failed_with_its_last_line(
     last = r.stderr.strip().splitlines()
     assert last[-1].startswith("datmo: error: environment") and "non-zero code: 3" in last[-1]
     assert "two" in last[-5:-1]  # the build's last lines come just before
-    assert engine.image_id(ctl.image_tag(env_id)) is None
+    assert engine.image_id(images.image_tag(env_id)) is None
 
 
 @pytest.mark.docker
 def test_delete_removes_the_image(docker_project, cli, tree):
     env_id = busybox_env(cli, tree, docker_project, "RUN echo hi > /hello\n")
     ok(cli("environment", "build", env_id))
-    assert engine.image_id(ctl.image_tag(env_id)) is not None
+    assert engine.image_id(images.image_tag(env_id)) is not None
     r = cli("environment", "delete", env_id[:8])
     assert "1 image(s) removed" in ok(r)
-    assert engine.image_id(ctl.image_tag(env_id)) is None
+    assert engine.image_id(images.image_tag(env_id)) is None
 
 
 def test_no_engine_is_a_one_line_error_with_exit_125(project, cli, tree, monkeypatch, tmp_path):
@@ -353,3 +364,26 @@ def test_environment_ls_and_help_import_no_docker(project, cli, tree):
         names = {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines() if "|" in line}
         assert "click" in names
         assert not {n for n in names if n.split(".")[0] in ("docker", "requests", "yaml")}
+
+
+def test_ls_marks_the_environment_in_use(project, cli, tree):
+    # No active one set: snapshots record the built-in python environment, marked *.
+    ok(cli("snapshot", "create", "-m", "registers the built-in"))
+    table = ok_result(cli("environment", "ls"))
+    (row,) = [line for line in table.stdout.splitlines() if "python" in line]
+    assert row.startswith("* ")
+    tree(project, {"Dockerfile": "FROM scratch\n"})  # now the project's Dockerfile is used
+    table = ok_result(cli("environment", "ls"))
+    assert not any(line.startswith("* ") for line in table.stdout.splitlines())
+    ok(cli("snapshot", "create", "-m", "registers the Dockerfile"))
+    marked = [
+        line
+        for line in ok_result(cli("environment", "ls")).stdout.splitlines()
+        if line.startswith("* ")
+    ]
+    assert len(marked) == 1 and "Dockerfile" in marked[0]
+
+
+def ok_result(result):
+    assert result.exit_code == 0, result.output
+    return result

@@ -244,7 +244,11 @@ def test_run_naming_a_missing_snapshot_is_found(
     first, _second = two_snapshots(project, cli, tree)
     running_record_with_dead_supervisor(project, first)
     fsck(cli, "--repair")
-    assert cli("snapshot", "delete", first).exit_code == 0
+    # datmo's own delete keeps a snapshot that a run uses; removed by hand, fsck names it.
+    kept = cli("snapshot", "delete", first)
+    assert kept.exit_code == 0 and "its data stays while run abababab uses it" in kept.stdout
+    assert fsck(cli).exit_code == 0
+    (project / DATMO / "snapshots" / f"{first}.json").unlink()
     r = fsck(cli)
     assert r.exit_code != 0 and f"snapshot {first[:8]} does not exist" in r.stdout
 

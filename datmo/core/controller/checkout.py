@@ -73,7 +73,10 @@ def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResu
                     "snapshot first"
                 )
             saved = snapshots.create(
-                ctx, f"unsaved work before checkout of {target.id[:8]}", hidden=True
+                ctx,
+                f"unsaved work before checkout of {target.id[:8]}",
+                hidden=True,
+                made_by="checkout",
             ).snapshot
             cur = saved
         old = work if saved else unsaved.base

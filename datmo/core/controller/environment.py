@@ -2,9 +2,8 @@
 
 A definition's id is a hash of its files (line endings normalised) and build
 args, so the same Dockerfile gives the same id on any machine. The files are
-kept in the object store so any snapshot's environment can be rebuilt later.
-Its image is tagged `datmo-env:<id[:20]>`: an image with that tag is by
-construction up to date, so checking for it is one inspect request.
+kept in the object store so any snapshot's environment can be rebuilt later;
+building its image is controller/image.py.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,6 @@ def _engine() -> Any:
 
 
 DEFAULT_TEMPLATE = "python"
-IMAGE_REPO = "datmo-env"
 # No file name holds a NUL, so this entry in the hashed mapping cannot collide with a file.
 _BUILD_ARGS_KEY = "\0build-args"
 _FULL_ID = re.compile(r"[0-9a-f]{64}\Z")
@@ -96,7 +94,13 @@ def _register(
     store = ctx.store
     with store.lock():
         if store.path(store.entity_path(KIND, env_id)).is_file():
-            return get(ctx, env_id), False
+            env = get(ctx, env_id)
+            if not env.deleted_at:
+                return env, False
+            # Registered again after a delete that kept it for runs: it is back.
+            env = env.evolve(name=name, deleted_at=None)
+            store.write_entity(KIND, env.to_dict())
+            return env, True
         # Stored normalised, so an id always means the very same bytes to build from.
         stored = {n: store.objects.put_bytes(normalise(files[n])) for n in sorted(files)}
         env = Environment(env_id, name, source, stored, utcnow(), description, args)
@@ -120,7 +124,7 @@ def resolve(ctx: ProjectContext, ref: str | None) -> Environment:
                 "'datmo environment set ID' or 'datmo environment setup NAME'"
             ) from None
     try:
-        return get(ctx, ctx.store.resolve(KIND, ref))
+        found = get(ctx, ctx.store.resolve(KIND, ref))
     except (AmbiguousId, CorruptStore):
         raise
     except DatmoError:
@@ -133,12 +137,19 @@ def resolve(ctx: ProjectContext, ref: str | None) -> Environment:
                 "(built-in ones: 'datmo environment setup --list')"
             ) from None
         return named[0]
+    if found.deleted_at:
+        raise NotFound(
+            f"environment {found.id[:8]} was deleted (its definition is kept only for the runs "
+            "and snapshots that recorded it); see 'datmo environment ls'"
+        )
+    return found
 
 
-def ls(ctx: ProjectContext) -> list[Environment]:
-    """Oldest first."""
+def ls(ctx: ProjectContext, deleted: bool = False) -> list[Environment]:
+    """Oldest first; definitions deleted but kept for runs and snapshots only if asked."""
     store = ctx.store
     envs = [Environment.from_dict(store.read_entity(KIND, i)) for i in store.list_ids(KIND)]
+    envs = [e for e in envs if deleted or not e.deleted_at]
     return sorted(envs, key=lambda e: (e.created_at, e.id))
 
 
@@ -159,6 +170,18 @@ def in_use(ctx: ProjectContext) -> str:
         files, _ = _engine().project_definition(ctx.root)
         return register(ctx, "Dockerfile", files, "project")
     return _builtin_id(ctx, DEFAULT_TEMPLATE)
+
+
+def in_use_id(ctx: ProjectContext) -> str:
+    """The id in_use() would give, worked out without registering anything (listings)."""
+    active = ctx.info.active_environment_id
+    if active:
+        return active
+    if (ctx.root / "Dockerfile").is_file():
+        files, _ = _engine().project_definition(ctx.root)
+    else:
+        files = templates.files(DEFAULT_TEMPLATE)
+    return environment_id(files)
 
 
 def watch_in_use(ctx: ProjectContext, watch: Watch) -> bool:
@@ -200,7 +223,9 @@ def _builtin_id(ctx: ProjectContext, name: str) -> str:
         pass  # no cache yet, or a damaged one: it is only a shortcut
     else:
         if cached_key == key and store.path(store.entity_path(KIND, env_id)).is_file():
-            return get(ctx, env_id).id  # read, so a damaged record is named as before
+            env = get(ctx, env_id)  # read, so a damaged record is named as before
+            if not env.deleted_at:
+                return env.id
     env_id = _register_builtin(ctx, name).id
     with contextlib.suppress(OSError):
         atomic_write_bytes(cache, f"{key} {env_id}\n".encode(), store.owner, durable=False)
@@ -282,17 +307,16 @@ class Deleted:
 
     environment: Environment
     images_removed: int | None  # None: no engine answered, so images were left
-
-
-def snapshots_using(ctx: ProjectContext, env_id: str) -> int:
-    store = ctx.store
-    ids = store.list_ids("snapshots")
-    return sum(store.read_entity("snapshots", i).get("environment_id") == env_id for i in ids)
+    kept_for: str | None = None  # what still uses its definition, which is kept for them
 
 
 def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Deleted:
-    """Delete the record and, when an engine answers, its images. Its files stay in
-    the object store until garbage collection."""
+    """Delete an environment and, when an engine answers, its images. One that snapshots
+    or runs record is refused, naming them; with force its name and image go, and its
+    definition stays (hidden) while they use it, so a rerun can build it again; gc
+    frees it once nothing does. Its files stay in the object store until gc."""
+    from datmo.core.controller import references
+
     with ctx.store.lock():
         env = resolve(ctx, ref)
         info = ctx.info
@@ -302,14 +326,22 @@ def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Deleted:
                 f"environment {env.id[:8]} is the active environment; make another active with "
                 "'datmo environment set ID' first, or pass --force"
             )
-        used = 0 if force else snapshots_using(ctx, env.id)
-        if used:
+        snaps = references.snapshots_of_environment(ctx, env.id)
+        runs = references.runs_of_environment(ctx, env.id)
+        users = ", ".join(
+            references.named(ids, noun) for ids, noun in ((snaps, "snapshot"), (runs, "run")) if ids
+        )
+        if users and not force:
             raise DatmoError(
-                f"environment {env.id[:8]} is recorded by {used} snapshot(s), which could then "
-                "not rebuild it; pass --force to delete it anyway"
+                f"environment {env.id[:8]} is recorded by {users}; pass --force to remove its "
+                "name and image (its definition is kept for them, so a rerun can rebuild it)"
             )
         with deferred_interrupt():  # the record and the pointer to it go together
-            ctx.store.delete_entity(KIND, env.id)
+            if users:
+                kept = env.evolve(name="", deleted_at=env.deleted_at or utcnow())
+                ctx.store.write_entity(KIND, kept.to_dict())
+            else:
+                ctx.store.delete_entity(KIND, env.id)
             if is_active:
                 ctx.save_info(info.evolve(active_environment_id=None, updated_at=utcnow()))
     removed: int | None = None
@@ -318,83 +350,4 @@ def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Deleted:
             removed = _engine().remove_images(f"datmo.environment={env.id}")
         except DatmoError:
             removed = None  # the record is gone either way; the CLI says images may remain
-    return Deleted(env, removed)
-
-
-# -- images -------------------------------------------------------------------------
-
-
-def image_tag(env_id: str) -> str:
-    return f"{IMAGE_REPO}:{env_id[:20]}"
-
-
-def image_states(envs: Sequence[Environment]) -> dict[str, bool] | None:
-    """Which environments have a built image, from one plain request (no docker SDK);
-    None when the engine cannot be asked that cheaply."""
-    tags = _engine().image_tags(IMAGE_REPO)
-    return None if tags is None else {e.id: image_tag(e.id) in tags for e in envs}
-
-
-@dataclass
-class Built:
-    """An environment's image, built or found."""
-
-    environment: Environment
-    image_id: str
-    tag: str
-    built: bool  # False: the image was already there
-
-
-def ensure_image(
-    ctx: ProjectContext,
-    env_id: str,
-    progress: Callable[[str], None] | None = None,
-    no_cache: bool = False,
-) -> str:
-    """The image id of an environment, building it only when its tag is missing."""
-    return _ensure(ctx, env_id, progress, no_cache)[0]
-
-
-def build(
-    ctx: ProjectContext,
-    ref: str | None,
-    progress: Callable[[str], None] | None = None,
-    no_cache: bool = False,
-) -> Built:
-    env = resolve(ctx, ref)
-    image_id, built = _ensure(ctx, env.id, progress, no_cache)
-    return Built(env, image_id, image_tag(env.id), built)
-
-
-def _ensure(
-    ctx: ProjectContext, env_id: str, progress: Callable[[str], None] | None, no_cache: bool
-) -> tuple[str, bool]:
-    if not _FULL_ID.match(env_id):
-        env_id = resolve(ctx, env_id).id
-    tag = image_tag(env_id)
-    old = _engine().image_id(tag)
-    if old is not None and not no_cache:
-        return old, False
-    try:
-        env = get(ctx, env_id)
-    except NotFound:
-        raise NotFound(f"no environment {env_id[:8]} in this project to build") from None
-    files = {n: ctx.store.objects.read_bytes(d) for n, d in env.files.items()}
-    labels = {"datmo.environment": env.id, "datmo.project": ctx.info.id}
-    try:
-        image = _engine().build_image(
-            _engine().build_context(files),
-            tag,
-            labels,
-            env.build_args,
-            f"environment {env.id[:8]}",
-            progress,
-            no_cache,
-        )
-    except _engine().ImageBuildFailed as e:
-        if progress is None:  # nobody saw the output go by; the error itself is one line
-            _engine().write_tail(e.tail)
-        raise
-    if old is not None and old != image:
-        _engine().remove_stale(old)
-    return image, True
+    return Deleted(env, removed, users or None)

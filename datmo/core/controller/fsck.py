@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datmo.core.entity.environment import Environment
-from datmo.core.entity.project import Project
 from datmo.core.entity.run import LOST, RUNNING, Run
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.storage.fsutil import makedirs
@@ -49,10 +48,7 @@ def _check(ctx: ProjectContext, repair: bool) -> Report:
     r = Report()
     store = ctx.store
     with store.lock():
-        try:
-            Project.from_dict(store.read_json("project.json"))
-        except DatmoError as e:
-            r.add(f"project.json: {e}")
+        _check_project(ctx, r, repair)
         loaded: dict[str, dict[str, Any]] = {kind: {} for kind in ENTITIES}
         for kind, cls in ENTITIES.items():
             for entity_id in store.list_ids(kind):
@@ -84,6 +80,35 @@ def _check(ctx: ProjectContext, repair: bool) -> Report:
                 recover_if_needed(ctx)
                 r.repaired.append("finished the interrupted checkout")
     return r
+
+
+def _check_project(ctx: ProjectContext, r: Report, repair: bool) -> None:
+    """The project record; a damaged one is rebuilt from its backup copy."""
+    from datmo.core.storage.project import BACKUP, RECORD, parse
+
+    store = ctx.store
+    try:
+        doc = store.read_json(RECORD)
+        parse(doc)
+    except DatmoError as e:
+        r.add(f"project.json: {e}")
+        if repair:
+            project, fresh = ctx.recovered_info()
+            ctx.save_info(project)
+            r.repaired.append(
+                "made a new project.json: neither it nor its backup could be read, so the "
+                "project has a new id"
+                if fresh
+                else "rebuilt project.json from its backup (the project id and settings kept)"
+            )
+        return
+    try:
+        same = store.read_json(BACKUP) == doc
+    except DatmoError:
+        same = False
+    if repair and not same:  # a project made by an older datmo, or a damaged copy
+        store.write_json(BACKUP, doc)
+        r.repaired.append("wrote the backup copy of project.json")
 
 
 def _quarantine(ctx: ProjectContext, kind: str, entity_id: str) -> None:

@@ -1,8 +1,12 @@
-"""`datmo gc [--dry-run]`: free what no snapshot, run or environment refers to.
+"""`datmo gc [--dry-run] [--grace DURATION]`: free what nothing refers to any more.
 
-Hidden snapshots count as references. Under the project lock, and sparing
-unreferenced objects younger than an hour, so a snapshot being written by
-another process (objects stored, record not yet written) never loses them.
+First the records nothing needs: a run's hidden before and after snapshots once no run
+refers to them (the run was deleted), snapshots and environment definitions that were
+deleted while runs used them and now no run does. Then the stored data no record refers
+to. Hidden snapshots of other kinds (unsaved work kept by `checkout --force`) stay.
+Under the project lock, and sparing anything younger than the grace period (an hour),
+so a snapshot or run being made by another process (objects stored, record not yet
+written) never loses them; `--grace 0` frees at once, for when nothing else runs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ GRACE_S = 3600.0
 
 @dataclass
 class GcReport:
+    snapshots: int = 0  # records freed: run snapshots no run uses, deleted ones
+    environments: int = 0  # definitions deleted with --force, no longer used
     objects: int = 0
     object_bytes: int = 0
     git_bytes: int = 0
@@ -32,6 +38,9 @@ class GcReport:
     images: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     warning: str | None = None
+    young: int = 0  # what the grace period kept: records and stored files
+    young_bytes: int = 0
+    grace_s: float = GRACE_S
 
     @property
     def freed(self) -> int:
@@ -42,11 +51,64 @@ class DamagedManifest(DatmoError):
     pass
 
 
-def live_objects(ctx: ProjectContext) -> set[str]:
-    """Every object digest a snapshot or environment record refers to."""
+def _records(
+    ctx: ProjectContext, report: GcReport, now: float, grace_s: float, dry_run: bool
+) -> set[str]:
+    """Free the snapshot and environment records nothing needs; their ids (in a dry run,
+    the ones that would go, so the objects count says what the real run would free)."""
+    from datmo.core.controller import references
+    from datmo.core.controller.snapshot import CURRENT, REF_PREFIX
+    from datmo.core.entity.environment import Environment
+    from datmo.core.entity.snapshot import Snapshot
+
+    store = ctx.store
+    by_runs, envs_by_runs = references.used_by_runs(ctx)
+    current = store.read_pointer(CURRENT)
+    gone: set[str] = set()
+    kept_envs: set[str] = set(envs_by_runs)
+    damaged = False
+    for sid in store.list_ids("snapshots"):
+        try:
+            snap = Snapshot.from_dict(store.read_entity("snapshots", sid))
+        except DatmoError:
+            damaged = True  # fsck's to name; what it refers to stays
+            continue
+        needed = sid in by_runs or sid == current or not snap.hidden
+        if needed or not (snap.run_made or snap.deleted_at):
+            if snap.environment_id:
+                kept_envs.add(snap.environment_id)
+            continue
+        age = now - store.path(store.entity_path("snapshots", sid)).stat().st_mtime
+        if age < grace_s:
+            report.young += 1
+            if snap.environment_id:
+                kept_envs.add(snap.environment_id)
+            continue
+        gone.add(sid)
+        report.snapshots += 1
+        if not dry_run:
+            store.delete_entity("snapshots", sid)
+            store.git.delete_ref(REF_PREFIX + sid)
+    active = ctx.info.active_environment_id
+    for eid in [] if damaged else store.list_ids("environments"):
+        try:
+            env = Environment.from_dict(store.read_entity("environments", eid))
+        except DatmoError:
+            continue
+        if env.deleted_at and eid not in kept_envs and eid != active:
+            report.environments += 1
+            if not dry_run:
+                store.delete_entity("environments", eid)
+    return gone
+
+
+def live_objects(ctx: ProjectContext, skip: set[str] | None = None) -> set[str]:
+    """Every object digest a snapshot or environment record refers to (but skip's)."""
     store = ctx.store
     live: set[str] = set()
     for sid in store.list_ids("snapshots"):
+        if skip and sid in skip:
+            continue
         doc = store.read_entity("snapshots", sid)
         for key in ("files_id", "requirements_id"):
             if doc.get(key):
@@ -73,7 +135,7 @@ def _size(path: Path) -> int:
 
 
 def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S) -> GcReport:
-    report = GcReport()
+    report = GcReport(grace_s=grace_s)
     store = ctx.store
     now = time.time()
     with store.lock():
@@ -83,8 +145,9 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
             # snapshot writes new ones).
             store.remove("cache/treestamp")
             store.remove(f"cache/{unchanged.NAME}")
+        gone = _records(ctx, report, now, grace_s, dry_run)
         try:
-            live = live_objects(ctx)
+            live = live_objects(ctx, skip=gone)
             candidates = list(store.objects.iter_digests())
         except DamagedManifest as e:
             report.warning, live, candidates = str(e), set(), []
@@ -94,6 +157,8 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
             path = store.objects.path(digest)
             st = path.stat()
             if now - st.st_mtime < grace_s:
+                report.young += 1
+                report.young_bytes += st.st_size
                 continue
             report.objects += 1
             report.object_bytes += st.st_size

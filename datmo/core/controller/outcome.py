@@ -143,6 +143,7 @@ def _outcome(ctx: ProjectContext, run: Run, done: task.Execution, got: Reported)
             metrics=got.metrics,
             read_stats=done.stats_written,
             hidden=True,
+            made_by="run",
             run_id=run.id,
             tree=task.workdir(ctx, run),
         )

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.project import Project
-from datmo.core.storage.project import JOURNAL, ProjectContext, find_project, find_root
+from datmo.core.storage.project import BACKUP, JOURNAL, ProjectContext, find_project, find_root
 from datmo.core.storage.store import DATMO_DIR, Store
-from datmo.errors import DatmoError, ProjectNotFound
+from datmo.errors import CorruptStore, DatmoError, NotFound, ProjectNotFound
 
 if TYPE_CHECKING:  # every command opens a project here: keep its imports few
     from datmo.core.entity.snapshot import Snapshot
@@ -64,7 +64,9 @@ def init(
         recover_if_needed(ctx)
     store.create_layout()
     with store.lock():
-        created = not store.exists()  # decided under the lock: two inits make one project
+        # Decided under the lock: two inits make one project. A record lost with its backup
+        # kept is the same project again.
+        created = not store.exists() and not store.path(BACKUP).is_file()
         now = utcnow()
         if created:
             from datmo.core.executor.engine import engine_answers
@@ -78,7 +80,16 @@ def init(
                 default_executor="docker" if engine_answers() else "local",
             )
         else:
-            project = ctx.info
+            try:
+                project = ctx.info
+            except (CorruptStore, NotFound) as e:
+                if isinstance(e, CorruptStore) and not force:
+                    raise DatmoError(
+                        f"{store.dir}/project.json is damaged; 'datmo init --force' (or "
+                        "'datmo fsck --repair') rebuilds it from its backup, keeping every "
+                        "snapshot and run"
+                    ) from None
+                project, _ = ctx.recovered_info()
             changes: dict[str, str] = {"updated_at": now}
             if name:
                 changes["name"] = name

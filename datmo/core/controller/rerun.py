@@ -66,7 +66,7 @@ def _image(ctx: ProjectContext, orig: Run, spec: RunSpec, progress: Any) -> str 
     """The original image when it still exists; otherwise the environment built again."""
     if spec.executor != "docker":
         return None
-    from datmo.core.controller import environment
+    from datmo.core.controller import image
     from datmo.core.executor.engine import client
 
     if orig.image_id:
@@ -78,7 +78,7 @@ def _image(ctx: ProjectContext, orig: Run, spec: RunSpec, progress: Any) -> str 
                 progress(f"image {orig.image_id[:19]} is gone; building environment again")
     if not orig.environment_id:
         raise DatmoError(f"run {orig.id[:8]} recorded no environment to rebuild")
-    return environment.ensure_image(ctx, orig.environment_id, progress)
+    return image.ensure_image(ctx, orig.environment_id, progress)
 
 
 def start(

@@ -66,12 +66,12 @@ def resolve_environment(
     ctx: ProjectContext, spec: RunSpec, progress: Progress | None
 ) -> tuple[str | None, str | None]:
     """(environment id, image id): the image is built only if the environment changed."""
-    from datmo.core.controller import environment
+    from datmo.core.controller import environment, image
 
     env = environment.resolve(ctx, spec.environment)
     if spec.executor != "docker":
         return env.id, None
-    return env.id, environment.ensure_image(ctx, env.id, progress)
+    return env.id, image.ensure_image(ctx, env.id, progress)
 
 
 def start(
@@ -130,6 +130,7 @@ def _prepare(
             config=rc.values,
             read_config=False,
             hidden=True,
+            made_by="run",
             reuse_state=True,
         ).snapshot.id
     t2 = time.perf_counter()

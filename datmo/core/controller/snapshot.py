@@ -95,6 +95,8 @@ def create(
     reuse_state: bool = False,
     read_config: bool = True,
     read_stats: bool = True,
+    made_by: str | None = None,
+    tags: list[str] | tuple[str, ...] = (),
 ) -> CreateResult:
     """Capture code, files, environment, config and metrics as one snapshot.
 
@@ -137,6 +139,8 @@ def create(
             requirements_id=captured.requirements_id,
             platform=captured.platform,
             hidden=hidden,
+            made_by=made_by,
+            tags=list(dict.fromkeys(tags)),
             parent_id=parent.id if parent else None,
             run_id=run_id,
             file_count=captured.file_count,
@@ -239,7 +243,17 @@ def update(
     return snap
 
 
-def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Snapshot:
+@dataclass
+class Deleted:
+    snapshot: Snapshot
+    kept_for: list[str]  # the runs that use it: it is hidden and kept until they go
+
+
+def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Deleted:
+    """Delete a snapshot. One that runs use is hidden instead, its data kept for them
+    (a rerun starts from it, fsck checks it); gc frees it once those runs are deleted."""
+    from datmo.core.controller import references
+
     store = ctx.store
     with store.lock(), deferred_interrupt():
         snap = get(ctx, ref)
@@ -249,11 +263,16 @@ def delete(ctx: ProjectContext, ref: str, force: bool = False) -> Snapshot:
                 f"snapshot {snap.id[:8]} is the current snapshot; check out another one first, "
                 "or pass --force"
             )
-        store.delete_entity(KIND, snap.id)
-        store.git.delete_ref(REF_PREFIX + snap.id)
+        users = references.runs_of_snapshot(ctx, snap.id)
+        if users:
+            snap = snap.evolve(hidden=True, deleted_at=snap.deleted_at or utcnow())
+            store.write_entity(KIND, snap.to_dict())
+        else:
+            store.delete_entity(KIND, snap.id)
+            store.git.delete_ref(REF_PREFIX + snap.id)
         if is_current:
             store.write_pointer(CURRENT, None)
-    return snap
+    return Deleted(snap, users)
 
 
 def from_run(

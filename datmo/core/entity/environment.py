@@ -29,6 +29,7 @@ class Environment:
     created_at: str
     description: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
+    deleted_at: str | None = None  # deleted while snapshots or runs used it: kept for them
     schema_version: int = SCHEMA_VERSION
 
     @property

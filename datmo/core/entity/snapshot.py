@@ -39,6 +39,9 @@ class Snapshot:
     code_count: int = 0
     total_bytes: int = 0
     skipped: list[list[str]] = field(default_factory=list)
+    made_by: str | None = None  # "run" (a run's before or after), "checkout" (saved work)
+    deleted_at: str | None = None  # deleted while runs used it: kept, hidden, until they go
+    tags: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +62,13 @@ class Snapshot:
     def evolve(self, **changes: Any) -> Snapshot:
         return replace(self, **changes)
 
+    @property
+    def run_made(self) -> bool:
+        """A run's before or after snapshot (older records say so by their message)."""
+        if self.made_by is not None:
+            return self.made_by == "run"
+        return self.hidden and (bool(self.run_id) or self.message.startswith("before run:"))
+
     def same_state(self, other: Snapshot) -> bool:
         """True when both record the same code, files, environment, config and metrics."""
         keys = ("code_id", "files_id", "environment_id", "requirements_id", "config", "metrics")
@@ -66,4 +76,5 @@ class Snapshot:
 
     def same_content(self, other: Snapshot) -> bool:
         """Same state and the same words (used to skip duplicates)."""
-        return self.same_state(other) and (self.message, self.label) == (other.message, other.label)
+        words = (self.message, self.label, self.tags)
+        return self.same_state(other) and words == (other.message, other.label, other.tags)

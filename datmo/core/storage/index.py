@@ -20,107 +20,21 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from datmo.core.entity.base import field_defaults
-from datmo.core.entity.run import ROW_FIELDS, Run
+from datmo.core.entity.run import Run
 from datmo.core.storage.fsutil import chown
+from datmo.core.storage.indexrows import (
+    COLUMNS,
+    DDL,
+    RACY_NS,
+    RUN_COLUMNS,
+    SCHEMA,
+    packed,
+    unpacked,
+    upgrade,
+    value_rows,
+)
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
-
-SCHEMA = 6
-RACY_NS = 20_000_000  # a folder mtime this close to when we noted it may hide a later change
-COLUMNS = (
-    "id",
-    "created_at",
-    "status",
-    "type",
-    "command",
-    "environment_id",
-    "exit_code",
-    "message",
-    "duration_s",
-)
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS runs (
-  rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at TEXT, status TEXT, type TEXT,
-  command TEXT, environment_id TEXT, exit_code INTEGER, message TEXT, duration_s REAL,
-  doc TEXT, file_mtime_ns INTEGER
-);
-CREATE INDEX IF NOT EXISTS runs_newest ON runs(created_at, id);  -- ls: newest first, ties by id
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
--- One row per config and metric value and per tag, so a filter is an index search, not a
--- JSON parse of every run. sec: 'c' config, 'm' metrics (with KEY.min and KEY.max of a
--- metric's series), 't' a tag (its name as key, 1 as val). val keeps the value's own
--- type, as json_extract gives it. rid is the run's integer row id: small keys make the
--- searches and set operations cheap.
-CREATE TABLE IF NOT EXISTS run_values (
-  rid INTEGER NOT NULL, sec TEXT NOT NULL, key TEXT NOT NULL, val,
-  PRIMARY KEY (rid, sec, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS run_values_by_key ON run_values(sec, key, val);
-"""
-_TABLES = ("runs", "run_values", "meta")
-_RUN_COLUMNS = ", ".join((*COLUMNS, "doc", "file_mtime_ns"))
-# A row's doc is the record's values as a JSON array in field order: a third smaller than
-# the record and quicker to decode (no keys), which is most of listing many runs.
-FIELDS = ROW_FIELDS
-
-
-def _packed(doc: dict[str, Any]) -> str:
-    defaults, factories = field_defaults(Run)
-    made = dict(factories)
-    values = [doc[f] if f in doc else defaults[f] if f in defaults else made[f]() for f in FIELDS]
-    return json.dumps(values, separators=(",", ":"))
-
-
-def _unpacked(values: Any) -> Any:
-    return dict(zip(FIELDS, values, strict=True)) if isinstance(values, list) else values
-
-
-def _sql_value(value: Any) -> Any:
-    """A JSON value as json_extract returns it: booleans as 1/0, containers as JSON text."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return value
-
-
-def value_rows(doc: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
-    """(sec, key, val, run id) for each config and metric value and each tag of a run."""
-    run_id = doc["id"]
-    config, metrics = doc.get("config") or {}, doc.get("metrics") or {}
-    rows = [("c", k, _sql_value(v), run_id) for k, v in config.items()]
-    values = dict(metrics)
-    for key, (low, high) in (doc.get("metric_ranges") or {}).items():
-        values.setdefault(f"{key}.min", low)
-        values.setdefault(f"{key}.max", high)
-    rows += [("m", k, _sql_value(v), run_id) for k, v in values.items()]
-    rows += [("t", tag, 1, run_id) for tag in dict.fromkeys(doc.get("tags") or [])]
-    return rows
-
-
-def _upgrade(db: sqlite3.Connection) -> None:
-    """An index laid out by another version of datmo is dropped, to be filled again."""
-
-    def old() -> bool:
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.OperationalError:
-            return False  # no tables yet
-        return row is not None and row[0] != SCHEMA
-
-    if not old():
-        return
-    # Checked again in one write transaction, so of two processes that meet an old index
-    # only the first drops it (the schema row goes too) and no later write is undone.
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if old():
-            for table in _TABLES:
-                db.execute(f"DROP TABLE IF EXISTS {table}")
-    finally:
-        db.execute("COMMIT")
 
 
 class RunIndex:
@@ -138,13 +52,13 @@ class RunIndex:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                _upgrade(db)
-                db.executescript(_DDL)
+                upgrade(db)
+                db.executescript(DDL)
             except sqlite3.DatabaseError:
                 # Only derived data lives here: a damaged index is rebuilt, never trusted.
                 self._discard()
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                db.executescript(_DDL)
+                db.executescript(DDL)
                 fresh = True
             if fresh:
                 for suffix in ("", "-wal", "-shm"):
@@ -188,11 +102,11 @@ class RunIndex:
             return 0
 
     def _upsert_many(self, docs: Sequence[dict[str, Any]], mtime: Any) -> None:
-        rows = [(*(d.get(c) for c in COLUMNS), _packed(d), mtime(d["id"])) for d in docs]
+        rows = [(*(d.get(c) for c in COLUMNS), packed(d), mtime(d["id"])) for d in docs]
         marks = ",".join("?" * (len(COLUMNS) + 2))
         with self._tx():
             self._delete([d["id"] for d in docs])
-            self.db.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({marks})", rows)
+            self.db.executemany(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks})", rows)
             self.db.executemany(
                 "INSERT INTO run_values SELECT rid, ?, ?, ? FROM runs WHERE id = ?",
                 [row for d in docs for row in value_rows(d)],
@@ -345,7 +259,7 @@ class RunIndex:
         db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
         try:
             rows: dict[str, Any] = {
-                row[0]: _unpacked(json.loads(row[1]))
+                row[0]: unpacked(json.loads(row[1]))
                 for row in db.execute("SELECT id, doc FROM runs")
             }
             stored: dict[str, set[tuple[str, str, Any, str]]] = {}
@@ -364,6 +278,26 @@ class RunIndex:
         if orphans:
             rows[""] = None
         return rows
+
+    def referring(self, column: str, value: str) -> list[str]:
+        """Ids of the runs whose before_snapshot_id, after_snapshot_id or environment_id
+        is value."""
+        assert column in ("before_snapshot_id", "after_snapshot_id", "environment_id")
+        self.refresh()
+        return [r[0] for r in self.db.execute(f"SELECT id FROM runs WHERE {column} = ?", (value,))]
+
+    def referenced(self) -> tuple[set[str], set[str]]:
+        """(every snapshot id and every environment id some run refers to)."""
+        self.refresh()
+        snaps: set[str] = set()
+        envs: set[str] = set()
+        for before, after, env in self.db.execute(
+            "SELECT before_snapshot_id, after_snapshot_id, environment_id FROM runs"
+        ):
+            snaps.update(s for s in (before, after) if s)
+            if env:
+                envs.add(env)
+        return snaps, envs
 
     def sections(self, key: str) -> set[str]:
         """Which of config ('c') and metrics ('m') hold this key in any run."""
