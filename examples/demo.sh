@@ -8,7 +8,8 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/datmo-demo.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 cp -r "$here/quickstart/." "$work/"
 cd "$work"
-show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# Each command is shown as it must be typed (quoted where the shell needs it), then run.
+show() { printf '\n\033[1m$ %s\033[0m\n' "$(python3 -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@")"; "$@"; }
 
 show datmo init --name quickstart --description "logistic regression demo"
 show python3 train.py

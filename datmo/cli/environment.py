@@ -38,10 +38,19 @@ def setup(name: str | None, show_list: bool) -> None:
         for builtin, description in ctl.builtins():
             echo(f"{builtin:<16}{description}")
         return
+    from datmo.core.controller import image
     from datmo.core.controller.project import open_project
 
-    env = ctl.setup(open_project(), name)
+    ctx = open_project()
+    env = ctl.setup(ctx, name)
     note(f"Active environment: {env.name} ({env.id[:8]})")
+    missing = image.missing_bases(ctx, env)
+    if missing:
+        note(
+            f"its base image {missing[0]} is not on this machine: the first Docker run pulls "
+            "it, which needs the network (offline: --executor local, or a Dockerfile FROM a "
+            "local image)"
+        )
     echo(env.id)
 
 

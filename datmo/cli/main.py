@@ -58,6 +58,7 @@ class LazyGroup(click.Group):
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, "--version", prog_name="datmo", message="datmo %(version)s")
 def cli(debug: bool) -> None:
     """datmo: reproducible machine-learning work.
 

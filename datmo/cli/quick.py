@@ -16,6 +16,9 @@ import os
 import sys
 
 _OPTIONS = {"-m": "message", "--message": "message", "-l": "label", "--label": "label"}
+# What is left out without a word: .git, caches, virtual environments, .datmoignore
+# matches are expected. These may surprise (the record keeps every reason either way).
+SURPRISING = ("may hold secrets", "not a regular file", "permission denied", "unreadable")
 
 
 def parse_create(args: list[str]) -> dict[str, str] | None:
@@ -45,6 +48,7 @@ def create_lines(
     from datmo.cli.console import one_line
 
     notes = []
+    skipped = [s for s in skipped if s[1] in SURPRISING]
     if skipped:
         # Escaped: a file name is not to send control sequences to the terminal.
         shown = ", ".join(f"{one_line(p)} ({why})" for p, why in skipped[:8])

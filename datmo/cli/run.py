@@ -269,7 +269,7 @@ def logs(run_id: str, follow: bool) -> None:
     ctx = open_project()
     r = runs.get(ctx, run_id)
     if follow and not r.finished:
-        task.follow(ctx, r, sys.stdout.buffer, on_stop=note)
+        task.follow(ctx, r, sys.stdout.buffer, stop=False)  # Ctrl-C: stop following only
         return
     with open(records.log_path(ctx.store, r.id), "rb") as f:
         while chunk := f.read(1 << 16):

@@ -96,11 +96,10 @@ def test_a_new_snapshot_through_the_quick_path(
 def test_left_out_names_are_escaped(
     project: Path, tree: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (project / ".datmoignore").write_text("*.log\n")
-    tree(project, {"a.py": "a\n", "\x1b[2Jwipe.log": "x\n"})
+    tree(project, {"a.py": "a\n", "\x1b[2Jwipe.pem": "x\n"})
     assert run_datmo("snapshot", "create", "-m", "x").exit_code == 0
     _, _, err = _same_as_click(["snapshot", "create", "-m", "x"], capsys)
-    assert "\\x1b[2Jwipe.log (.datmoignore)" in err and "\x1b" not in err
+    assert "\\x1b[2Jwipe.pem (may hold secrets)" in err and "\x1b" not in err
 
 
 @pytest.mark.parametrize("message", ["", "   "])

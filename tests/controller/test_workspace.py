@@ -610,3 +610,20 @@ def test_snapshot_create_inside_a_docker_task(
         check_snapshot_from_task(cli, docker_project, "--executor", "docker")
     finally:
         remove_leftovers(docker_project)
+
+
+@pytest.mark.docker
+def test_rstudio_without_rstudio_says_how_to_get_it(
+    docker_project: Path, cli: CLI, busybox_image: str
+) -> None:
+    (docker_project / "Dockerfile").write_text(f"FROM {busybox_image}\n")
+    assert cli("environment", "build").exit_code == 0  # its output is not under test
+    result = cli("rstudio", "--no-browser", "-d")
+    assert result.exit_code == 125, result.output
+    message = one_line_error(result)
+    assert "'datmo environment setup rstudio'" in message, message
+    assert "base your Dockerfile on an RStudio Server image, such as 'FROM rocker/rstudio'" in (
+        message
+    )
+    assert "not a package" not in message
+    assert runs(cli) == []

@@ -281,6 +281,60 @@ def test_ctrl_c_stops_and_exits_130(project: Path, cli: Callable[..., Any]) -> N
     assert doc["after_snapshot_id"]
 
 
+CHECKPOINT = """\
+import time
+try:
+    print("started", flush=True)
+    time.sleep(60)
+except KeyboardInterrupt:
+    open("checkpoint.txt", "w").write("saved")
+    print("final test loss: 0.5", flush=True)
+    raise
+"""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "datmo stop"])
+def test_a_stop_is_a_keyboard_interrupt_first(
+    project: Path, cli: Callable[..., Any], tree: Any, how: str
+) -> None:
+    # As in a terminal: the task gets SIGINT first, so its KeyboardInterrupt handler runs.
+    tree(project, {"train.py": CHECKPOINT})
+    proc = datmo_process("run", *LOCAL, "python3 train.py", cwd=project)
+    try:
+        run_id = running_id(cli, proc)
+        wait_for(lambda: "started" in cli("logs", run_id).stdout, "the task's first output")
+        if how == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        else:
+            assert cli("stop", run_id).exit_code == 0
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "final test loss: 0.5" in out
+    doc = run_doc(cli, run_id)
+    assert doc["status"] == "STOPPED"
+    held = snapshot_diff(cli, doc["before_snapshot_id"], doc["after_snapshot_id"])
+    assert "checkpoint.txt" in added(held)  # the after snapshot has what it saved
+
+
+def test_ctrl_c_on_logs_follow_stops_following_only(project: Path, cli: Callable[..., Any]) -> None:
+    run_id = detached(cli, LONG)
+    follower = datmo_process("logs", "-f", run_id, cwd=project)
+    try:
+        wait_for(lambda: "started" in cli("logs", run_id).stdout, "the task's first output")
+        time.sleep(0.3)
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+        follower.wait()
+    assert follower.returncode == 130 and "Traceback" not in err, err
+    assert run_doc(cli, run_id)["status"] == "RUNNING"  # the run goes on
+    assert cli("stop", run_id).exit_code == 0
+
+
 def test_datmo_stop_ends_foreground_run_with_130(project: Path, cli: Callable[..., Any]) -> None:
     proc = datmo_process("run", *LOCAL, LONG, cwd=project)
     try:
@@ -391,3 +445,25 @@ def test_stop_as_soon_as_the_record_appears(project: Path, cli: Callable[..., An
     assert not (project / "done.txt").exists()
     assert proc.returncode == 0, err  # `run -d` still reports the id it started
     assert out.strip().splitlines()[-1] == run_id
+
+
+def test_a_local_run_records_the_python_it_ran_in_not_a_docker_environment(
+    project: Path, cli: Callable[..., Any]
+) -> None:
+    assert cli("run", *LOCAL, "true").exit_code == 0
+    (doc,) = runs(cli)
+    assert doc["environment_id"] is None and doc["image_id"] is None
+    assert doc["platform"]["python"].count(".") == 2  # the python3 the task ran with
+    assert isinstance(doc["platform"]["packages"], list) and doc["platform"]["executable"]
+    refused = cli("run", *LOCAL, "--environment", "python", "true")
+    assert refused.exit_code == 125 and "a local run uses this machine's own Python" in (
+        refused.stderr
+    )
+
+
+def test_version_option_prints_the_version(cli: Callable[..., Any]) -> None:
+    from datmo import __version__
+
+    for args in (["--version"], ["version"]):
+        result = cli(*args)
+        assert result.exit_code == 0 and result.stdout.strip() == f"datmo {__version__}"

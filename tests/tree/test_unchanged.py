@@ -82,13 +82,15 @@ def test_the_kept_answer_says_what_the_full_path_says(
 ) -> None:
     (project / ".datmoignore").write_text("*.log\n")
     (project / "x.log").write_text("left out\n")
+    (project / "server.pem").write_text("left out, and said\n")
     sid = _create("-m", "same")  # .datmoignore is code: a new snapshot
     assert sid != kept and _create("-m", "same") == sid
     assert _answer(project) == sid
     out, err = _run_quick(capsys, "-m", "same")
     full = run_datmo("--debug", "snapshot", "create", "-m", "same")
     assert (out, err) == (full.stdout.strip(), full.stderr)
-    assert "x.log (.datmoignore)" in err and "nothing changed" in err
+    assert "server.pem (may hold secrets)" in err and "nothing changed" in err
+    assert "x.log" not in err
     assert out == sid
     assert len(list((project / ".datmo" / "snapshots").iterdir())) == 2
 

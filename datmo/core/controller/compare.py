@@ -56,12 +56,25 @@ def diff(ctx: ProjectContext, first: str, second: str) -> SnapshotDiff:
     env = None
     if (a.environment_id, a.requirements_id) != (b.environment_id, b.requirements_id):
         env = (a.environment_id, b.environment_id)
+    code, files = compare(code_a, code_b), compare(files_a, files_b)
+    _moved(code, files)
     return SnapshotDiff(
         first=a,
         second=b,
         config=_values(a.config, b.config),
         metrics=_values(a.metrics, b.metrics),
-        code=compare(code_a, code_b),
-        files=compare(files_a, files_b),
+        code=code,
+        files=files,
         environment=env,
     )
+
+
+def _moved(code: Changes, files: Changes) -> None:
+    """A file that crossed the size threshold between code and files is one changed
+    file, listed where it is now, not one added and one removed."""
+    for now, was in ((code, files), (files, code)):
+        crossed = set(now.added) & set(was.removed)
+        if crossed:
+            now.added = [p for p in now.added if p not in crossed]
+            was.removed = [p for p in was.removed if p not in crossed]
+            now.changed = sorted([*now.changed, *crossed])

@@ -8,6 +8,7 @@ registry) is said in one line before anything else happens, with the ways out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,51 @@ from typing import Any
 from datmo.core.controller.environment import _FULL_ID, get, resolve
 from datmo.core.entity.environment import Environment
 from datmo.core.storage.project import ProjectContext
-from datmo.errors import NotFound
+from datmo.errors import BuildFailed, NotFound
 
 IMAGE_REPO = "datmo-env"
+_FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.I | re.M)
+
+
+def base_images(dockerfile: str) -> list[str]:
+    """The images a Dockerfile builds FROM (not scratch, an earlier stage, or an ARG)."""
+    found: list[str] = []
+    stages: set[str] = set()
+    for m in _FROM.finditer(dockerfile):
+        image, alias = m.group(1), m.group(2)
+        if image.lower() != "scratch" and image.lower() not in stages and "$" not in image:
+            found.append(image)
+        if alias:
+            stages.add(alias.lower())
+    return list(dict.fromkeys(found))
+
+
+def missing_bases(ctx: ProjectContext, env: Environment) -> list[str]:
+    """The environment's base images that are not on this machine (none: no engine)."""
+    if not _engine().engine_answers():
+        return []
+    dockerfile = ctx.store.objects.read_bytes(env.files["Dockerfile"]).decode("utf-8", "replace")
+    return [b for b in base_images(dockerfile) if _engine().image_id(b) is None]
+
+
+def _ensure_base(image: str, progress: Callable[[str], None] | None) -> None:
+    """A base image is here, or pulled now; else one line that says the ways out, before
+    any snapshot or record is made (offline, the engine's own error is a DNS failure)."""
+    if _engine().image_id(image) is not None:
+        return
+    import docker
+
+    if progress:
+        progress(f"pulling the base image {image} ...")
+    try:
+        _engine().client().images.pull(image)
+    except (docker.errors.APIError, docker.errors.ImageNotFound, OSError) as e:
+        why = str(getattr(e, "explanation", None) or e).strip().splitlines()[0][:160]
+        raise BuildFailed(
+            f"the base image {image} is not on this machine and cannot be pulled ({why}); "
+            "run with --executor local, or base your Dockerfile on an image this machine "
+            "has (see 'docker images')"
+        ) from None
 
 
 def _engine() -> Any:
@@ -83,6 +126,8 @@ def _ensure(
     except NotFound:
         raise NotFound(f"no environment {env_id[:8]} in this project to build") from None
     files = {n: ctx.store.objects.read_bytes(d) for n, d in env.files.items()}
+    for base in base_images(files["Dockerfile"].decode("utf-8", "replace")):
+        _ensure_base(base, progress)
     labels = {"datmo.environment": env.id, "datmo.project": ctx.info.id}
     try:
         image = _engine().build_image(

@@ -43,7 +43,7 @@ def spec_of(orig: Run, config: dict[str, Any], env_items: tuple[str, ...], detac
     return RunSpec(
         command=orig.command,
         executor=orig.executor,
-        environment=orig.environment_id,
+        environment=orig.environment_id if orig.executor == "docker" else None,
         gpus=opts.get("gpus"),
         ports=[parse_port(p) for p in opts.get("ports", [])],
         memory=opts.get("memory"),

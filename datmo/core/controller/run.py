@@ -65,12 +65,19 @@ def listing(
 def resolve_environment(
     ctx: ProjectContext, spec: RunSpec, progress: Progress | None
 ) -> tuple[str | None, str | None]:
-    """(environment id, image id): the image is built only if the environment changed."""
+    """(environment id, image id): the image is built only if the environment changed.
+    A local run has neither: it runs in this machine's Python, which its record's
+    platform describes (interpreter, packages), not in a Docker environment."""
     from datmo.core.controller import environment, image
 
-    env = environment.resolve(ctx, spec.environment)
     if spec.executor != "docker":
-        return env.id, None
+        if spec.environment:
+            raise UsageError(
+                "--environment picks a Docker environment; a local run uses this machine's "
+                "own Python (drop --environment, or run with --executor docker)"
+            )
+        return None, None
+    env = environment.resolve(ctx, spec.environment)
     return env.id, image.ensure_image(ctx, env.id, progress)
 
 

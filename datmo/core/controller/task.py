@@ -92,8 +92,15 @@ def hand_over(ctx: ProjectContext, run: Run, spec: RunSpec, proc: subprocess.Pop
     raise DatmoError(line.removeprefix("ERR ").strip())
 
 
-def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | None = None) -> Run:
-    """Print the run's output as it comes; Ctrl-C asks for a stop and waits for the record."""
+def follow(
+    ctx: ProjectContext,
+    run: Run,
+    out: BinaryIO,
+    on_stop: Progress | None = None,
+    stop: bool = True,
+) -> Run:
+    """Print the run's output as it comes; Ctrl-C asks for a stop and waits for the
+    record (stop=False, as `datmo logs -f`: Ctrl-C only stops following, as tail -f)."""
     path = records.log_path(ctx.store, run.id)
     stop_sent = False
     with open(path, "rb") as log:
@@ -113,6 +120,8 @@ def follow(ctx: ProjectContext, run: Run, out: BinaryIO, on_stop: Progress | Non
                     return run
                 time.sleep(0.02)  # a record read costs ~0.1 ms; the wait is what users feel
             except KeyboardInterrupt:
+                if not stop:
+                    raise
                 if not stop_sent:
                     stop_sent = True
                     request_stop(ctx, run)

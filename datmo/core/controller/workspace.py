@@ -34,7 +34,7 @@ class Kind:
     command: str
     binary: str  # what the image must hold
     builtin: str  # the built-in environment that has it
-    install: str  # the Dockerfile line that adds it
+    install: str  # how a Dockerfile gets it
     secret_env: str  # the variable carrying the token or password
     url_path: str = "/"
     ready_path: str = "/"
@@ -50,7 +50,7 @@ KINDS = {
         JUPYTER.format(app="notebook"),
         "jupyter-notebook",
         "jupyter",
-        "RUN pip install notebook",
+        "add 'RUN pip install notebook' to your Dockerfile",
         "JUPYTER_TOKEN",
         "/tree",
         "/api/status",
@@ -61,7 +61,7 @@ KINDS = {
         JUPYTER.format(app="lab"),
         "jupyter-lab",
         "jupyter",
-        "RUN pip install jupyterlab",
+        "add 'RUN pip install jupyterlab' to your Dockerfile",
         "JUPYTER_TOKEN",
         "/lab",
         "/api/status",
@@ -72,7 +72,7 @@ KINDS = {
         "/init",
         "/usr/lib/rstudio-server/bin/rserver",
         "rstudio",
-        "FROM rocker/rstudio (RStudio Server is not a package you can add in one line)",
+        "base your Dockerfile on an RStudio Server image, such as 'FROM rocker/rstudio'",
         "PASSWORD",
         "/",
         "/",
@@ -124,7 +124,7 @@ def check_server(image: str, kind: Kind, project_id: str) -> None:
         probe.remove(force=True)
     raise DatmoError(
         f"this environment has no {kind.binary}; use the built-in one "
-        f"('datmo environment setup {kind.builtin}') or add '{kind.install}' to your Dockerfile"
+        f"('datmo environment setup {kind.builtin}') or {kind.install}"
     )
 
 

@@ -15,6 +15,11 @@ from datmo.core.storage.fsutil import Owner, makedirs
 from datmo.errors import UsageError
 
 EXECUTORS = ("docker", "local")
+# A stop is what a terminal's Ctrl-C would do, then firmer: SIGINT first (a script's
+# `except KeyboardInterrupt:` saves its checkpoint), SIGTERM after INT_GRACE_S, SIGKILL
+# after TERM_GRACE_S more.
+INT_GRACE_S = 10.0
+TERM_GRACE_S = 10.0
 # Linux refuses an environment string longer than 128 KiB (MAX_ARG_STRLEN); half of it
 # leaves room for the rest. A larger config reaches the task as a file only.
 CONFIG_ENV_LIMIT = 64 * 1024
@@ -68,8 +73,8 @@ class TaskHandle(Protocol):
         """Block until the task ends; its exit code."""
         ...
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the task to end (SIGTERM), then kill it after timeout seconds."""
+    def stop(self) -> None:
+        """Ask the task to end: SIGINT, then SIGTERM, then SIGKILL (the graces above)."""
         ...
 
     def cleanup(self) -> None:

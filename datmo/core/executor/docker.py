@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from datmo.core.executor import TaskContext, shell_argv
+from datmo.core.executor import INT_GRACE_S, TERM_GRACE_S, TaskContext, shell_argv
 from datmo.errors import DatmoError
 from datmo.task_sdk import PATH as SDK_PATH
 
@@ -148,11 +148,18 @@ class DockerHandle:
         with contextlib.suppress(docker.errors.APIError):
             self.container.resize(height=rows, width=cols)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
         import docker.errors
+        import requests.exceptions
 
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            self.container.stop(timeout=int(timeout))
+            self.container.kill(signal="SIGINT")  # the engine's init passes it to the task
+            try:
+                self.container.wait(timeout=INT_GRACE_S)
+                return
+            except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+                pass  # still running: SIGTERM, then SIGKILL
+            self.container.stop(timeout=int(TERM_GRACE_S))
 
     def cleanup(self) -> None:
         remove_container(self.container.id)

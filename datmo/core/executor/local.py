@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from datmo.core.executor import TaskContext, shell_argv
+from datmo.core.executor import INT_GRACE_S, TERM_GRACE_S, TaskContext, shell_argv
 from datmo.core.task.process import start_time
 from datmo.errors import DatmoError
 from datmo.task_sdk import PATH as SDK_PATH
@@ -132,8 +132,13 @@ class LocalHandle:
         code = self.proc.wait()
         return 128 - code if code < 0 else code  # killed by signal N -> 128+N, as shells report
 
-    def stop(self, timeout: float = 10.0) -> None:
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    def stop(self) -> None:
+        steps = (
+            (signal.SIGINT, INT_GRACE_S),
+            (signal.SIGTERM, TERM_GRACE_S),
+            (signal.SIGKILL, 5.0),
+        )
+        for sig, wait in steps:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
             try:
