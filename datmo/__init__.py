@@ -12,15 +12,15 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "config", "log_config", "log_metrics", "snapshot"]
+__all__ = ["__version__", "config", "log_config", "log_metrics", "runs", "snapshot"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy attributes keep `datmo --help` from importing the SDK.
-    if name == "snapshot":
-        from datmo.sdk import snapshot
+    if name in ("snapshot", "runs"):
+        from datmo import sdk
 
-        return snapshot
+        return getattr(sdk, name)
     if name in ("config", "log_metrics", "log_config"):
         # The same standard-library code that tasks get mounted into their container.
         from datmo.task_sdk import datmo as task_sdk

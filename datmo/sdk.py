@@ -1,7 +1,10 @@
-"""What `import datmo` offers in Python: snapshots, and metrics from inside a task.
+"""What `import datmo` offers in Python: snapshots, runs, and metrics from inside a task.
 
 import datmo
 datmo.snapshot.create(message="baseline", config={"lr": 0.01}, stats={"acc": 0.91})
+for run in datmo.runs.ls(filter="acc>0.9", sort="acc", limit=10):
+    print(run.id[:8], run.config, run.metrics, run.series["loss"][-1])
+frame = datmo.runs.to_pandas(filter="status=SUCCESS")   # when pandas is installed
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 from datmo.core.entity.snapshot import Snapshot
 
-__all__ = ["Snapshot", "snapshot"]
+__all__ = ["RunInfo", "Snapshot", "runs", "snapshot"]
 
 
 class _SnapshotAPI:
@@ -71,3 +74,94 @@ class _SnapshotAPI:
 
 
 snapshot = _SnapshotAPI()
+
+
+class RunInfo:
+    """A run as recorded (every field of its record: id, status, config, metrics, tags,
+    ...) and `series`: each metric's logged values as [step, value, time] lists."""
+
+    def __init__(self, record: Any, ctx: Any) -> None:
+        self.record = record
+        self._ctx = ctx
+        self._series: dict[str, list[list[Any]]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "record":
+            raise AttributeError(name)
+        return getattr(self.record, name)
+
+    def __repr__(self) -> str:
+        return f"<datmo run {self.record.id[:8]} {self.record.status} {self.record.command!r}>"
+
+    @property
+    def series(self) -> dict[str, list[list[Any]]]:
+        if self._series is None:
+            from datmo.core.storage import runs as records
+            from datmo.core.task.metrics import series
+
+            data = records.data_dir(self._ctx.store, self.record.id)
+            found = series(data / records.METRICS, data / "series.json", self.record.config)
+            self._series = {k: v for k, v in found.items() if k in self.record.metrics}
+        return self._series
+
+
+class _RunsAPI:
+    """datmo.runs: the runs of the project, with the filter and sort of `datmo ls`."""
+
+    def _ctx(self, home: str | Path | None) -> Any:
+        from datmo.core.controller.project import open_project
+
+        return open_project(Path(home) if home else None)
+
+    def ls(
+        self,
+        filter: str | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        home: str | Path | None = None,
+    ) -> list[RunInfo]:
+        from datmo.core.controller import run as ctl
+
+        ctx = self._ctx(home)
+        return [RunInfo(r, ctx) for r in ctl.ls(ctx, filter, sort, limit)]
+
+    def get(self, run_id: str, home: str | Path | None = None) -> RunInfo:
+        from datmo.core.controller import run as ctl
+
+        ctx = self._ctx(home)
+        return RunInfo(ctl.get(ctx, run_id), ctx)
+
+    def to_pandas(
+        self,
+        filter: str | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        home: str | Path | None = None,
+    ) -> Any:
+        """A DataFrame with a row per run: its fields, config.KEY and metrics.KEY columns."""
+        try:
+            import pandas
+        except ImportError:
+            from datmo.errors import DatmoError
+
+            raise DatmoError("datmo.runs.to_pandas needs pandas: pip install pandas") from None
+        rows = []
+        for run in self.ls(filter, sort, limit, home):
+            r = run.record
+            row = {
+                "id": r.id,
+                "status": r.status,
+                "command": r.command,
+                "message": r.message,
+                "tags": list(r.tags),
+                "created_at": r.created_at,
+                "duration_s": r.duration_s,
+                "exit_code": r.exit_code,
+            }
+            row.update({f"config.{k}": v for k, v in sorted(r.config.items())})
+            row.update({f"metrics.{k}": v for k, v in sorted(r.metrics.items())})
+            rows.append(row)
+        return pandas.DataFrame(rows)
+
+
+runs = _RunsAPI()

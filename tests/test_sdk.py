@@ -92,3 +92,33 @@ def test_an_empty_message_is_refused(project, tree):
     with pytest.raises(DatmoError, match="message"):
         datmo.snapshot.create(message=" ")
     assert datmo.snapshot.ls() == []
+
+
+def test_runs_from_python(project, cli, monkeypatch):
+    import datmo
+
+    logs = "import datmo; [datmo.log_metrics(step=i, loss=1 / (i + 1)) for i in range(3)]"
+    assert cli("run", "--executor", "local", "-c", "lr=0.1", f'python3 -c "{logs}"').exit_code == 0
+    assert cli("run", "--executor", "local", "-c", "lr=0.2", "echo 'loss: 9'").exit_code == 0
+    found = datmo.runs.ls(filter="lr=0.1")
+    assert len(found) == 1
+    (run,) = found
+    assert (run.status, run.config, run.metrics) == ("SUCCESS", {"lr": 0.1}, {"loss": 1 / 3})
+    assert [(s, v) for s, v, _ in run.series["loss"]] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert datmo.runs.get(run.id[:8]).id == run.id
+    assert [r.config["lr"] for r in datmo.runs.ls(sort="lr:asc", limit=2)] == [0.1, 0.2]
+    frame = datmo.runs.to_pandas(sort="lr")
+    assert list(frame["config.lr"]) == [0.2, 0.1]
+    assert list(frame["metrics.loss"]) == [9, 1 / 3]
+    import builtins
+
+    real = builtins.__import__
+
+    def no_pandas(name, *a, **kw):
+        if name == "pandas":
+            raise ImportError(name)
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_pandas)
+    with pytest.raises(datmo.errors.DatmoError, match="needs pandas: pip install pandas"):
+        datmo.runs.to_pandas()

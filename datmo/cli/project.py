@@ -57,6 +57,8 @@ def status(fmt: str) -> None:
             "files": vars(st.files),
             "config_changed": st.config_changed,
             "metrics_changed": st.metrics_changed,
+            "config_keys": st.config_keys,
+            "metric_keys": st.metric_keys,
             "clean": not (st.code or st.files),
         }
         echo(json.dumps(doc, indent=2))
@@ -79,10 +81,17 @@ def status(fmt: str) -> None:
                 echo(f"  {mark} {p}")
             if len(paths) > 50:
                 echo(f"  {mark} ... and {len(paths) - 50} more")
-    if st.config_changed:
-        echo("config changed (config.json)")
-    if st.metrics_changed:
-        echo("metrics changed (stats.json)")
+    for what, changed, keys, name in (
+        ("config", st.config_changed, st.config_keys, "config.json"),
+        ("metrics", st.metrics_changed, st.metric_keys, "stats.json"),
+    ):
+        if changed:
+            shown = ", ".join(f"{k} {_v(a)} -> {_v(b)}" for k, (a, b) in keys.items())
+            echo(f"{what} changed ({name}){': ' + shown if shown else ''}")
+
+
+def _v(value: object) -> str:
+    return "(none)" if value is None else json.dumps(value)
 
 
 @click.command()

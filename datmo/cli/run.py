@@ -81,6 +81,7 @@ def task_options(f: F) -> F:
 def build_spec(command: str, **kw: Any) -> Any:
     from datmo.core.controller import settings
     from datmo.core.controller.project import open_project
+    from datmo.core.controller.tags import checked
     from datmo.core.task import spec as task_spec
     from datmo.core.util.params import parse_value, split_pairs
     from datmo.errors import UsageError
@@ -105,6 +106,7 @@ def build_spec(command: str, **kw: Any) -> Any:
         config_text=typed,
         config_file=kw.get("config_file"),
         cwd="" if here == "." or here.startswith("..") else Path(here).as_posix(),
+        tags=checked(kw.get("tags", ())),
         message=kw.get("message"),
         detach=bool(kw.get("detach")),
         interactive=bool(kw.get("interactive")),
@@ -142,6 +144,7 @@ def build_spec(command: str, **kw: Any) -> Any:
     help="The project's config file (default: config.json); -c values are written into it.",
 )
 @click.option("-m", "--message", help="What this run is for.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run. Repeatable.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach your terminal to the task.")
 @click.option(
     "--no-capture", is_flag=True, help="Do not read 'key: number' output lines as metrics."
@@ -310,85 +313,18 @@ def delete(run_id: str) -> None:
 
 
 @click.command()
-@click.argument("run_id")
-@click.option("--verify", is_flag=True, help="Compare its outputs with the original's.")
-@click.option(
-    "--ignore",
-    multiple=True,
-    metavar="GLOB",
-    help="With --verify: leave these files out (such as 'logs/*'). Repeatable.",
-)
-@click.option(
-    "--rtol", type=float, default=0.0, metavar="X", help="With --verify: metrics may differ by X."
-)
-@click.option("-d", "--detach", is_flag=True, help="Return at once (not with --verify).")
-@click.option(
-    "-e",
-    "--env",
-    "env",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Give a secret the original run used.",
-)
-@format_option
-def rerun(
-    run_id: str,
-    verify: bool,
-    ignore: tuple[str, ...],
-    rtol: float,
-    detach: bool,
-    env: tuple[str, ...],
-    fmt: str,
-) -> None:
-    """Run a run again: same command, config, options, before snapshot and image.
+@click.argument("target", metavar="ID")
+@click.argument("tags", nargs=-1, required=True)
+@click.option("--untag", is_flag=True, help="Remove these tags instead.")
+def tag(target: str, tags: tuple[str, ...], untag: bool) -> None:
+    """Tag a run or a snapshot (by id, prefix or label), or --untag it.
 
-    It runs in a scratch copy and never touches your working tree. --verify compares
-    the files the original created or changed and its metrics with the rerun's; exit
-    code 0 when all match, 1 when an output differs, 125 or the task's own code when the
-    rerun itself failed.
-
-    Example: datmo rerun 3f2a --verify --ignore 'logs/*' --rtol 1e-6
+    Example: datmo tag 3f2a baseline paper-v1, then datmo ls --filter tag=baseline
     """
-    from datmo.core.controller import rerun as ctl
+    from datmo.core.controller import tags as ctl
     from datmo.core.controller.project import open_project
 
-    ctx = open_project()
-    with datmo_failure_exit():
-        if verify and detach:
-            raise click.UsageError("--verify waits for the rerun; drop --detach")
-        if (ignore or rtol) and not verify:
-            raise click.UsageError("--ignore and --rtol go with --verify")
-        started = ctl.start(ctx, run_id, env, detach=detach, progress=note)
-    if detach:
-        echo(started.id)
-        return
-    from datmo.core.controller import task
-
-    note(f"rerun {started.id[:8]} of {run_id} started")
-    out = sys.stderr.buffer if verify else sys.stdout.buffer
-    final = task.follow(ctx, started, out, on_stop=note)
-    code = _exit_code(final, note)
-    if not verify:
-        sys.exit(code)
-    from datmo.core.controller import run as runs
-    from datmo.core.controller import verify as check
-
-    original = runs.get(ctx, run_id)
-    if check.failed(original, final):
-        note(f"the rerun itself failed ({final.status}); nothing to compare")
-        sys.exit(code or 125)
-    with datmo_failure_exit():
-        report = check.verify(ctx, original.id, final.id, ignore, rtol)
-    if fmt == "json":
-        import json
-
-        echo(json.dumps(report.to_dict(), indent=2, default=str))
-    else:
-        rows = [
-            {**r, "same": "same" if r["same"] else "DIFFERS", "difference": r.get("difference")}
-            for r in report.rows
-        ]
-        cols = ["kind", "name", "original", "rerun", "same", "difference"]
-        echo(render(rows, cols, fmt))
-    note(report.summary())
-    sys.exit(0 if report.identical else 1)
+    add, remove = ((), tags) if untag else (tags, ())
+    done = ctl.change(open_project(), target, add, remove)
+    kind = "snapshot" if hasattr(done, "code_id") else "run"
+    echo(f"{kind} {done.id[:8]}: {', '.join(done.tags) or '(no tags)'}")

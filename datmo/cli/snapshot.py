@@ -36,6 +36,7 @@ def snapshot_row(s: Any, current_id: str | None) -> dict[str, Any]:
         "created_at": s.created_at,
         "message": s.message,
         "label": s.label,
+        "tags": s.tags,
         "config": s.config,
         "metrics": s.metrics,
         "code_id": s.code_id,
@@ -78,6 +79,7 @@ def snapshot() -> None:
 @click.option("--config-file", type=click.Path(dir_okay=False), help="JSON or YAML config.")
 @click.option("--stats-file", type=click.Path(dir_okay=False), help="JSON or YAML metrics.")
 @click.option("--run-id", help="Make this run's after snapshot a visible snapshot instead.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the snapshot. Repeatable.")
 @click.option(
     "--paths",
     multiple=True,
@@ -93,6 +95,7 @@ def create(
     stats_file: str | None,
     paths: tuple[str, ...],
     run_id: str | None,
+    tags: tuple[str, ...],
 ) -> None:
     """Record code, environment, files, config and metrics; print the snapshot id.
 
@@ -100,6 +103,7 @@ def create(
     """
     from datmo.core.controller import snapshot as ctl
     from datmo.core.controller.project import open_project
+    from datmo.core.controller.tags import checked
     from datmo.core.util.params import parse_pairs
 
     if run_id:
@@ -122,6 +126,7 @@ def create(
         config_file=config_file,
         stats_file=stats_file,
         paths=paths,
+        tags=checked(tags),
     )
     notes, out = create_lines(result.snapshot.id, result.created, result.skipped)
     for line in notes:
@@ -144,7 +149,7 @@ def ls_cmd(show_all: bool, details: bool, fmt: str) -> None:
     ctx = open_project()
     cur = ctl.current_id(ctx)
     rows = [snapshot_row(s, cur) for s in ctl.ls(ctx, all=show_all)]
-    cols = ["id", "created_at", "message", "label", "config", "metrics"]
+    cols = ["id", "created_at", "message", "label", "tags", "config", "metrics"]
     if details:
         cols += ["code_id", "environment_id", "files_id", "hidden"]
     if fmt == "csv":
@@ -179,18 +184,23 @@ def inspect(snapshot_id: str, fmt: str) -> None:
 @snapshot.command()
 @click.argument("first")
 @click.argument("second")
+@click.option("-p", "--code", "show_code", is_flag=True, help="Also show the code's unified diff.")
 @format_option
-def diff(first: str, second: str, fmt: str) -> None:
+def diff(first: str, second: str, show_code: bool, fmt: str) -> None:
     """Compare two snapshots: config and metrics side by side, code and files changed.
 
-    Example: datmo snapshot diff 3f2a 9c1d
+    A run's id means its after snapshot (RUN:before its before), a label the snapshot
+    that has it. Example: datmo snapshot diff 3f2a 9c1d -p
     """
     from datmo.core.controller import compare
     from datmo.core.controller.project import open_project
 
-    d = compare.diff(open_project(), first, second)
+    ctx = open_project()
+    d = compare.diff(ctx, first, second)
+    patch = compare.code_diff(ctx, d.first.id, d.second.id) if show_code else ""
     if fmt == "json":
-        echo(json.dumps(d.to_dict(), indent=2, ensure_ascii=False, default=str))
+        doc = {**d.to_dict(), **({"patch": patch} if show_code else {})}
+        echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
         return
     rows = [
         {"section": section, "key": key, "change": f"{_v(a)} -> {_v(b)}"}
@@ -202,6 +212,9 @@ def diff(first: str, second: str, fmt: str) -> None:
             rows += [{"section": section, "key": p, "change": mark} for p in paths]
     echo(f"{d.first.id[:8]} -> {d.second.id[:8]}")
     echo(render(rows, ["section", "key", "change"], fmt) if rows else "no differences")
+    if patch:
+        echo("")
+        echo(patch.rstrip("\n"))
 
 
 def _v(value: Any) -> str:

@@ -60,3 +60,23 @@ def test_every_command_is_in_docs_cli_md(path):
 def test_the_root_help_has_an_example():
     ctx = click.Context(root_group, info_name="datmo")
     assert "datmo snapshot create" in root_group.get_help(ctx)
+
+
+def test_shell_completion_works_as_docs_cli_md_says(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    text = CLI_DOC.read_text(encoding="utf-8")
+    for shell in ("bash", "zsh", "fish"):
+        assert f"_DATMO_COMPLETE={shell}_source datmo" in text
+    env = {**os.environ, "_DATMO_COMPLETE": "bash_source", "PYTHONPATH": str(REPO)}
+    script = subprocess.run(
+        [sys.executable, "-m", "datmo"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert script.returncode == 0 and "_datmo_completion()" in script.stdout
+    env.update(_DATMO_COMPLETE="bash_complete", COMP_WORDS="datmo sn", COMP_CWORD="1")
+    words = subprocess.run(
+        [sys.executable, "-m", "datmo"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert "plain,snapshot" in words.stdout.split()

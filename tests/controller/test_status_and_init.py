@@ -280,3 +280,18 @@ def test_smoke_version_and_help():
         )
         assert p.returncode == 0, p.stderr
         assert "datmo" in p.stdout
+
+
+def test_status_names_the_config_and_metric_keys_that_changed(project, cli, tree):
+    tree(project, {"config.json": '{"lr": 0.1, "epochs": 5}', "stats.json": '{"acc": 0.5}'})
+    assert cli("snapshot", "create", "-m", "a").exit_code == 0
+    tree(
+        project,
+        {"config.json": '{"lr": 0.5, "epochs": 5, "seed": 1}', "stats.json": '{"acc": 0.7}'},
+    )
+    text = cli("status").stdout
+    assert "config changed (config.json): lr 0.1 -> 0.5, seed (none) -> 1" in text
+    assert "metrics changed (stats.json): acc 0.5 -> 0.7" in text
+    doc = json.loads(cli("status", "--format", "json").stdout)
+    assert doc["config_keys"] == {"lr": [0.1, 0.5], "seed": [None, 1]}
+    assert doc["metric_keys"] == {"acc": [0.5, 0.7]}

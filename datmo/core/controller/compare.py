@@ -69,6 +69,18 @@ def diff(ctx: ProjectContext, first: str, second: str) -> SnapshotDiff:
     )
 
 
+def code_diff(ctx: ProjectContext, first: str, second: str) -> str:
+    """The unified diff of the code that changed between two snapshots, as git shows it
+    (the shadow repository's git, with none of the user's git settings)."""
+    a, b = snapshots.get(ctx, first), snapshots.get(ctx, second)
+    if a.code_id == b.code_id:
+        return ""
+    proc = ctx.store.git.run(
+        "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", a.code_id, b.code_id
+    )
+    return proc.stdout.decode("utf-8", "replace")
+
+
 def _moved(code: Changes, files: Changes) -> None:
     """A file that crossed the size threshold between code and files is one changed
     file, listed where it is now, not one added and one removed."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.project import Project
@@ -129,6 +129,20 @@ class Status:
     files: Changes
     config_changed: bool
     metrics_changed: bool
+    config_keys: dict[str, list[Any]] = field(default_factory=dict)  # key: [then, now]
+    metric_keys: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def _changed_keys(then: dict[str, Any], path: Path) -> dict[str, list[Any]]:
+    """Which keys of config.json (or stats.json) differ from the current snapshot's."""
+    from datmo.core.util import params
+
+    try:
+        now = params.load_mapping(path, path.name) if path.is_file() else {}
+    except DatmoError:
+        return {}  # a file that does not parse: status still says it changed
+    keys = sorted(then.keys() | now.keys())
+    return {k: [then.get(k), now.get(k)] for k in keys if then.get(k, ...) != now.get(k, ...)}
 
 
 def status(ctx: ProjectContext) -> Status:
@@ -149,8 +163,21 @@ def status(ctx: ProjectContext) -> Status:
     )
     touched = set(code.added + code.removed + code.changed + files.added)
     touched |= set(files.removed + files.changed)
+    config_changed, metrics_changed = "config.json" in touched, "stats.json" in touched
+    then = u.current
     return Status(
-        ctx.info, u.current, code, files, "config.json" in touched, "stats.json" in touched
+        ctx.info,
+        then,
+        code,
+        files,
+        config_changed,
+        metrics_changed,
+        _changed_keys(then.config if then else {}, ctx.root / "config.json")
+        if config_changed
+        else {},
+        _changed_keys(then.metrics if then else {}, ctx.root / "stats.json")
+        if metrics_changed
+        else {},
     )
 
 

@@ -152,6 +152,7 @@ def _prepare(
         environment_id=env_id,
         image_id=image_id,
         message=spec.message,
+        tags=list(spec.tags),
         config=rc.values,
         options=spec.options(),
         env=spec.public_env(),

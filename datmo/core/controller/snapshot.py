@@ -38,8 +38,11 @@ def current_id(ctx: ProjectContext) -> str | None:
 
 
 def get(ctx: ProjectContext, ref: str) -> Snapshot:
-    """A snapshot by id or unique prefix."""
-    return Snapshot.from_dict(ctx.store.read_entity(KIND, ctx.store.resolve(KIND, ref)))
+    """A snapshot by id or unique prefix, a run's id (its after snapshot), RUN:before,
+    or a label that one snapshot has (datmo.core.controller.names)."""
+    from datmo.core.controller import names
+
+    return names.snapshot(ctx, ref)
 
 
 def current(ctx: ProjectContext) -> Snapshot | None:
@@ -115,7 +118,7 @@ def create(
     if label is not None:
         params.text(label, "the label")
     plain = not (config or metrics or config_file or stats_file or paths or tree or hidden)
-    plain = plain and read_config and read_stats
+    plain = plain and read_config and read_stats and not tags and made_by is None
     watch = _watch(ctx) if plain and not (reuse_state or run_id) else None
     cfg, met = gather_params(
         tree or ctx.root, config, metrics, config_file, stats_file, read_config, read_stats

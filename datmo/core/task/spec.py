@@ -51,6 +51,7 @@ class RunSpec:
     config_text: dict[str, str] = field(default_factory=dict)  # -c, as typed (placeholders)
     config_file: str | None = None  # --config-file: the project's config file instead
     cwd: str = ""  # where the task starts, relative to the project (a subfolder)
+    tags: list[str] = field(default_factory=list)
     message: str | None = None
     detach: bool = False
     interactive: bool = False
