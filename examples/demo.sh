@@ -43,11 +43,22 @@ else
   echo
   echo "runs use the local executor (no Docker engine answers, or no local base image)"
 fi
-printf '{"lr": 0.05, "epochs": 4, "seed": 1}\n' > config.json
-show datmo run --executor "$executor" -c lr=0.05 -m "small steps" "python3 train.py"
-printf '{"lr": 0.8, "epochs": 4, "seed": 1}\n' > config.json
-show datmo run --executor "$executor" -c lr=0.8 -m "big steps" "python3 train.py"
+# The run's config is config.json with -c over it: the task gets exactly what the run
+# records (here the file itself is rewritten with the -c values, as DVC's --set-param does).
+show datmo run --executor "$executor" -c lr=0.05 -c epochs=4 -m "small steps" --tag baseline "python3 train.py"
+show cat config.json
+# {KEY} in the command is the config value, quoted as one shell word.
+show datmo run --executor "$executor" -c lr=0.8 -c epochs=4 -m "big steps" "python3 train.py --note {lr}"
 show datmo ls
 show datmo ls --sort test_acc --filter "lr>0.1" --format json
+big=$(datmo ls --filter "lr=0.8" --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"][:8])')
+small=$(datmo ls --filter "tag=baseline" --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"][:8])')
+# A run's id names its after snapshot: compare two runs' results directly.
+show datmo snapshot diff "$small" "$big"
+show datmo tag "$big" best
+# The same run again, from its before snapshot, in a copy of its own: did it reproduce?
+show datmo rerun "$small" --verify
+show datmo delete "$small"
+show datmo gc --grace 0
 echo
-echo "demo finished: snapshots, a diff, a checkout round trip and two runs"
+echo "demo finished: snapshots, a diff, a checkout round trip, runs with config, a rerun"

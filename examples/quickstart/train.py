@@ -9,6 +9,7 @@ import math
 import os
 import random
 import struct
+import sys
 from pathlib import Path
 
 # Inside `datmo run`, `import datmo` works with no install (datmo mounts a small module).
@@ -17,6 +18,8 @@ if os.environ.get("DATMO_METRICS_FILE"):
 else:
     datmo = None
 
+# config.json holds the run's config (datmo writes -c values into it); so does
+# datmo.config(), which a script can read instead.
 config = json.loads(Path("config.json").read_text())
 lr, epochs, seed = config["lr"], config["epochs"], config.get("seed", 0)
 
@@ -55,4 +58,4 @@ Path("stats.json").write_text(json.dumps(stats, indent=2) + "\n")
 Path("model").mkdir(exist_ok=True)
 blob = struct.pack(f"{dim}d", *w) * 10000
 Path("model/weights.bin").write_bytes(blob)
-print(f"lr={lr} epochs={epochs} -> {stats}")
+print(f"lr={lr} epochs={epochs} -> {stats}", *sys.argv[1:])
