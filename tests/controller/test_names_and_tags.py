@@ -40,7 +40,7 @@ def test_run_ids_and_labels_name_snapshots(
     assert (project / "a.txt").read_text() == "v2\n"
     for bad, says in [
         ("nope", "no snapshot, run or label 'nope'"),
-        (f"{first['id'][:8]}:middle", "write before or after"),
+        (f"{first['id'][:8]}:middle", "RUN:before and RUN:after name a run's snapshots"),
     ]:
         r = cli("snapshot", "inspect", bad)
         assert r.exit_code != 0 and says in r.stderr and r.stderr.count("\n") == 1, r.output

@@ -43,10 +43,8 @@ def run_snapshot(ctx: ProjectContext, run: Run, side: str) -> Snapshot:
 def snapshot(ctx: ProjectContext, ref: str) -> Snapshot:
     """The snapshot a user means by ref (see the module docstring)."""
     text = ref.strip()
-    base, _, side = text.rpartition(":") if ":" in text else (text, "", "")
-    if side:
-        if side not in _SIDES:
-            raise NotFound(f"'{ref}': after the colon write before or after (RUN:before)")
+    base, _, side = text.rpartition(":")
+    if base and side in _SIDES:
         run_id = _by_id(ctx, records.KIND, base)
         if run_id is None:
             raise NotFound(f"no run with id '{base}'; see 'datmo ls'")
@@ -67,7 +65,10 @@ def snapshot(ctx: ProjectContext, ref: str) -> Snapshot:
         raise DatmoError(f"{len(labelled)} snapshots have the label '{text}' ({ids}); use an id")
     if labelled:
         return labelled[0]
-    raise NotFound(f"no snapshot, run or label '{ref}'; see 'datmo snapshot ls' and 'datmo ls'")
+    raise NotFound(
+        f"no snapshot, run or label '{ref}' (RUN:before and RUN:after name a run's "
+        "snapshots); see 'datmo snapshot ls' and 'datmo ls'"
+    )
 
 
 def labelled_as(ctx: ProjectContext, label: str) -> list[Snapshot]:

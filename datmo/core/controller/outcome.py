@@ -22,8 +22,10 @@ from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.metrics import MetricsReader, Reported
 from datmo.core.task.process import effective
+from datmo.errors import DatmoError
 
 FLUSH_S = 1.0  # how often a RUNNING run's record takes in new metrics, at most
+LOCK_WAIT_S = 0.2
 SERIES = "series.json"
 
 
@@ -44,11 +46,21 @@ class Live:
         self.last_flush = time.monotonic()
         got = self.reader.result()
         now = (got.metrics, got.ranges)
-        if got.metrics and now != self.shown:
-            self.shown = now
+        if not got.metrics or now == self.shown:
+            return
+        try:
+            # Only a glimpse for listings: never hold up the task's supervision for the
+            # lock (a big snapshot may hold it); the next poll tries again.
             records.update(
-                self.ctx.store, self.run_id, metrics=got.metrics, metric_ranges=got.ranges
+                self.ctx.store,
+                self.run_id,
+                lock_timeout=LOCK_WAIT_S,
+                metrics=got.metrics,
+                metric_ranges=got.ranges,
             )
+            self.shown = now
+        except (DatmoError, OSError):
+            pass
 
 
 def supervise(ctx: ProjectContext, run_id: str, env: dict[str, str], fg_pid: int, fd: int) -> int:

@@ -69,10 +69,11 @@ def save(store: Store, run: Run) -> Run:
     return run
 
 
-def update(store: Store, run_id: str, **changes: Any) -> Run:
+def update(store: Store, run_id: str, lock_timeout: float | None = None, **changes: Any) -> Run:
     """Change some fields of the record as it is now, under the project lock: what
-    another process changed meanwhile (a tag, a stop) is kept."""
-    with store.lock():
+    another process changed meanwhile (a tag, a stop) is kept. lock_timeout: how long
+    to wait for the lock (LockTimeout after), by default the store's."""
+    with store.lock() if lock_timeout is None else store.lock(lock_timeout):
         return save(store, read(store, run_id).evolve(**changes))
 
 
