@@ -12,12 +12,12 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "config", "log_config", "log_metrics", "runs", "snapshot"]
+__all__ = ["__version__", "config", "log_config", "log_metrics", "runs", "snapshot", "sweep"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy attributes keep `datmo --help` from importing the SDK.
-    if name in ("snapshot", "runs"):
+    if name in ("snapshot", "runs", "sweep"):
         from datmo import sdk
 
         return getattr(sdk, name)

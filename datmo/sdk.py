@@ -14,7 +14,7 @@ from typing import Any
 
 from datmo.core.entity.snapshot import Snapshot
 
-__all__ = ["RunInfo", "Snapshot", "runs", "snapshot"]
+__all__ = ["RunInfo", "Snapshot", "runs", "snapshot", "sweep"]
 
 
 class _SnapshotAPI:
@@ -165,3 +165,43 @@ class _RunsAPI:
 
 
 runs = _RunsAPI()
+
+
+def sweep(
+    command: str,
+    space: dict[str, Any],
+    *,
+    random: int | None = None,
+    seed: int = 0,
+    objective: str | None = None,
+    parallel: int | None = None,
+    executor: str | None = None,
+    gpus: str | None = None,
+    num_gpus: int = 0,
+    home: str | Path | None = None,
+) -> list[RunInfo]:
+    """`datmo sweep` from Python: space maps each key to a list of values to try, or to
+    the text of `-c KEY=...` (`"loguniform(1e-5,1e-1)"`). With parallel, its runs are
+    run at once and returned when done, best first by the objective; else staged.
+
+        datmo.sweep("python train.py --lr {lr}", {"lr": [0.1, 0.01]}, parallel=2,
+                    objective="acc:max")
+    """
+    import json
+
+    from datmo.core.controller import sweep as ctl
+    from datmo.core.controller import worker
+    from datmo.core.controller.project import open_project
+    from datmo.core.task.spec import RunSpec
+
+    ctx = open_project(Path(home) if home else None)
+    items = [
+        f"{k}={v}" if isinstance(v, str) else f"{k}=" + ",".join(json.dumps(x) for x in v)
+        for k, v in space.items()
+    ]
+    spec = RunSpec(command=command, executor=executor or ctx.info.default_executor)
+    spec.num_gpus = num_gpus
+    made = ctl.create(ctx, spec, items, random=random, seed=seed, objective=objective)
+    if parallel:
+        worker.Worker(ctx, parallel, worker.gpu_pool(gpus), sweep_id=made.id).run()
+    return [RunInfo(r, ctx) for r in ctl.ranked(made, ctl.runs_of(ctx, made))]

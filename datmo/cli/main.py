@@ -56,6 +56,8 @@ class LazyGroup(click.Group):
         "fsck": "datmo.cli.maintenance:fsck",
         "gc": "datmo.cli.maintenance:gc",
         "settings": "datmo.cli.settings:settings",
+        "queue": "datmo.cli.queue:queue",
+        "sweep": "datmo.cli.sweep:sweep",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")

@@ -107,6 +107,11 @@ def build_spec(command: str, **kw: Any) -> Any:
         config_file=kw.get("config_file"),
         cwd="" if here == "." or here.startswith("..") else Path(here).as_posix(),
         tags=checked(kw.get("tags", ())),
+        isolated=bool(kw.get("isolated")),
+        keep_workdir=bool(kw.get("keep_workdir")),
+        num_gpus=int(kw.get("num_gpus") or 0),
+        priority=int(kw.get("priority") or 0),
+        retry=int(kw.get("retry") or 0),
         message=kw.get("message"),
         detach=bool(kw.get("detach")),
         interactive=bool(kw.get("interactive")),
@@ -149,6 +154,14 @@ def build_spec(command: str, **kw: Any) -> Any:
 @click.option(
     "--no-capture", is_flag=True, help="Do not read 'key: number' output lines as metrics."
 )
+@click.option(
+    "--isolated", is_flag=True, help="Work in a copy of its own, not in your working tree."
+)
+@click.option("--keep-workdir", is_flag=True, help="Keep that copy when the run fails.")
+@click.option("--queue", "queued", is_flag=True, help="Stage it for 'datmo queue start'.")
+@click.option("--num-gpus", type=click.IntRange(0), default=0, help="GPUs a queue worker gives.")
+@click.option("--priority", type=int, default=0, help="With --queue: higher goes first.")
+@click.option("--retry", type=click.IntRange(0), default=0, help="Requeues if its worker dies.")
 def run(command: tuple[str, ...], **kw: Any) -> None:
     """Run a task: snapshot before, run the command, snapshot after.
 
@@ -165,6 +178,18 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
     text = command[0] if len(command) == 1 else " ".join(_quote(c) for c in command)
     with datmo_failure_exit():
         ctx, spec = build_spec(text, **kw)
+        if kw.get("queued"):
+            from datmo.core.controller import queue
+
+            staged = queue.stage(ctx, spec, progress=note)
+            note(f"run {staged.id[:8]} QUEUED; start a worker with 'datmo queue start'")
+            echo(staged.id)
+            return
+        if spec.num_gpus or spec.priority or spec.retry:
+            raise click.UsageError(
+                "--num-gpus, --priority and --retry are for queued runs: add --queue (a "
+                "worker hands out GPUs), or pick devices now with --gpus 0,1"
+            )
         if spec.interactive:
             from datmo.core.controller.interactive import run_interactive
 
@@ -216,9 +241,15 @@ def run_row(r: Any) -> dict[str, Any]:
 @click.option(
     "--columns", metavar="A,B,...", help="Columns to show, such as id,status,lr,acc (table, csv)."
 )
+@click.option("--sweep", "sweep_id", metavar="ID", help="Only the runs of this sweep.")
 @format_option
 def ls(
-    filter_: str | None, sort: str | None, limit: int | None, columns: str | None, fmt: str
+    filter_: str | None,
+    sort: str | None,
+    limit: int | None,
+    columns: str | None,
+    sweep_id: str | None,
+    fmt: str,
 ) -> None:
     """List runs, newest first.
 
@@ -230,7 +261,12 @@ def ls(
     from datmo.core.controller import run as runs
     from datmo.core.controller.project import open_project
 
-    found = runs.listing(open_project(), filter_, sort, limit)
+    ctx = open_project()
+    if sweep_id:
+        from datmo.core.controller import sweep
+
+        sweep_id = sweep.get(ctx, sweep_id).id
+    found = runs.listing(ctx, filter_, sort, limit, sweep_id)
     for key in found.unknown:
         known = ", ".join(found.known.get("config", []) + found.known.get("metrics", []))
         note(f"warning: no run has '{key}' (config and metric keys: {known or 'none yet'})")

@@ -29,7 +29,7 @@ def rerun_of(cli: Callable[..., Any], original: str) -> dict[str, Any]:
 
 
 def scratch_folders(project: Path) -> list[Path]:
-    return list((project / ".datmo" / "tmp").glob("rerun-*"))
+    return list((project / ".datmo" / "work").iterdir())
 
 
 def scratch_removed(project: Path, timeout: float = 10.0) -> bool:
@@ -67,7 +67,7 @@ def test_rerun_starts_from_the_before_snapshot(
     assert again.exit_code == 0, again.output
     assert "v1" in again.stdout
     assert "v2" not in again.stdout
-    assert f"{project}/.datmo/tmp/rerun-" in again.stdout  # a scratch copy under .datmo
+    assert f"{project}/.datmo/work/" in again.stdout  # a working copy under .datmo
 
     assert (project / "data.txt").read_text() == "v2\n"
     assert not (project / "out.txt").exists()

@@ -251,7 +251,7 @@ def test_a_run_started_in_a_subfolder_starts_there(
     again = cli("rerun", doc["id"][:8])  # in the same subfolder of its own copy
     assert again.exit_code == 0, again.output
     assert again.stdout.splitlines()[0].endswith("/src/deep")
-    assert f"{project}/.datmo/tmp/rerun-" in again.stdout
+    assert f"{project}/.datmo/work/" in again.stdout
 
 
 def test_the_local_executor_adds_the_sdk_to_a_pythonpath_of_yours(

@@ -185,15 +185,34 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
 
 
 def _scratch(ctx: ProjectContext, now: float, grace_s: float, dry_run: bool) -> int:
+    """Working copies left behind (a failed run's kept with --keep-workdir, a supervisor
+    killed before it removed its own) once their run is over or gone; old rerun folders."""
+    from datmo.core.controller import workcopy
+    from datmo.core.storage import runs as records
+    from datmo.core.task.process import effective
+
     freed = 0
-    tmp = ctx.store.path("tmp")
-    if not tmp.is_dir():
-        return 0
-    for entry in tmp.iterdir():
-        if entry.name.startswith("rerun-") and now - entry.stat().st_mtime >= grace_s:
+    for parent, kind in ((ctx.store.path("tmp"), "tmp"), (ctx.store.path(workcopy.FOLDER), "work")):
+        if not parent.is_dir():
+            continue
+        for entry in parent.iterdir():
+            if not entry.is_dir() or now - entry.stat().st_mtime < grace_s:
+                continue
+            if kind == "tmp" and not entry.name.startswith("rerun-"):
+                continue
+            if kind == "work":
+                try:
+                    run = effective(records.read(ctx.store, entry.name))
+                    if not run.finished:
+                        continue  # queued or running: its copy is in use
+                except DatmoError:
+                    pass  # its run is gone
             freed += _size(entry)
             if not dry_run:
-                shutil.rmtree(entry, ignore_errors=True)
+                if kind == "work":
+                    workcopy.remove(ctx, f".datmo/{workcopy.FOLDER}/{entry.name}")
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)
     return freed
 
 

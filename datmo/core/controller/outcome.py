@@ -90,8 +90,6 @@ def supervise(ctx: ProjectContext, run_id: str, env: dict[str, str], fg_pid: int
 
 
 def _supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, fd: int) -> int:
-    import shutil
-
     live = Live(ctx, run)
     done = task.execute(ctx, run, env, fg_pid, fd, on_poll=live.poll)
     if done is None:
@@ -103,8 +101,11 @@ def _supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, 
     snapshot_s = time.perf_counter() - t0
     try:  # the record is final only once nothing of the run is left behind
         done.handle.cleanup()
-        if run.rerun_of and run.workdir:
-            shutil.rmtree(ctx.root / run.workdir, ignore_errors=True)
+        kept = run.options.get("keep_workdir") and changes.get("status") != SUCCESS
+        if run.workdir and not kept:
+            from datmo.core.controller import workcopy
+
+            workcopy.remove(ctx, run.workdir)
     finally:
         # The task's part, from creating its container (or process) to removing it.
         task_s = done.seconds + (time.perf_counter() - t0 - snapshot_s)

@@ -1,26 +1,23 @@
 """`datmo rerun`: the same command, options, before snapshot and image, in a scratch copy.
 
-The working tree is never touched: the before snapshot is written into a
-folder under `.datmo/tmp`, the task runs there, and the supervisor removes the
-folder once the after snapshot is taken.
+The working tree is never touched: the before snapshot is written into a working copy
+(controller/workcopy.py), the task runs there, and the supervisor removes it once the
+after snapshot is taken.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from typing import Any
 
 from datmo.core.controller import run as runs
 from datmo.core.controller import snapshot as snapshots
-from datmo.core.controller.checkout import state_of
-from datmo.core.controller.export import write_state
+from datmo.core.controller import workcopy
+from datmo.core.entity.base import new_id
 from datmo.core.entity.run import Run
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.spec import RunSpec, parse_data, parse_env, parse_port
 from datmo.errors import DatmoError
-
-SCRATCH = "tmp"
 
 
 def spec_of(orig: Run, config: dict[str, Any], env_items: tuple[str, ...], detach: bool) -> RunSpec:
@@ -90,12 +87,8 @@ def start(
     before = snapshots.get(ctx, orig.before_snapshot_id)
     spec = spec_of(orig, before.config, env_items, detach)
     image = _image(ctx, orig, spec, progress)
-    rel = f".datmo/{SCRATCH}/rerun-{secrets.token_hex(6)}"
-    scratch = ctx.root / rel
-    state = state_of(ctx, before)
-    write_state(
-        ctx, state, scratch, sorted({*state.code, *state.files, *state.links}), ctx.store.owner
-    )
+    run_id = new_id()
+    rel = workcopy.make(ctx, before, run_id)  # the same mechanism as a queued run's
     try:
         return runs.start(
             ctx,
@@ -105,9 +98,8 @@ def start(
             workdir=rel,
             rerun_of=orig.id,
             image_id=image,
+            run_id=run_id,
         )
     except BaseException:
-        import shutil
-
-        shutil.rmtree(scratch, ignore_errors=True)
+        workcopy.remove(ctx, rel)
         raise

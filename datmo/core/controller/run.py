@@ -13,10 +13,10 @@ import contextlib
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datmo.core.entity.base import new_id, utcnow
-from datmo.core.entity.run import LOST, RUNNING, Run
+from datmo.core.entity.run import LOST, QUEUED, RUNNING, STOPPED, Run
 from datmo.core.storage import runs as records
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.process import alive, effective, start_time
@@ -25,6 +25,7 @@ from datmo.errors import DatmoError, UsageError
 # Listing runs needs none of these: `datmo ls` stays free of the task machinery.
 if TYPE_CHECKING:
     from datmo.core.controller.task import Progress
+    from datmo.core.entity.snapshot import Snapshot
     from datmo.core.task.spec import RunSpec
 
 KIND = records.KIND
@@ -49,12 +50,13 @@ def listing(
     filter: str | None = None,
     sort: str | None = None,
     limit: int | None = None,
+    sweep_id: str | None = None,
 ) -> records.Listing:
     """The runs a filter and sort select, with how many records are too damaged to list
     and the filter's keys that no run has."""
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    found = records.query(ctx.store, filter, sort, limit)
+    found = records.query(ctx.store, filter, sort, limit, sweep_id)
     found.runs = [effective(r) for r in found.runs]
     return found
 
@@ -89,6 +91,7 @@ def start(
     workdir: str | None = None,
     rerun_of: str | None = None,
     image_id: str | None = None,
+    run_id: str | None = None,
 ) -> Run:
     """Start a run and return its record once the task is running."""
     from datmo.core.controller import task
@@ -97,27 +100,70 @@ def start(
     # client) while this process checks the image and takes the before snapshot.
     proc = task.start_supervisor(ctx, spec.executor)
     try:
-        run = _prepare(ctx, spec, progress, before_snapshot_id, workdir, rerun_of, image_id)
+        run = prepare(
+            ctx,
+            spec,
+            progress,
+            before_snapshot_id=before_snapshot_id,
+            workdir=workdir,
+            rerun_of=rerun_of,
+            image_id=image_id,
+            run_id=run_id,
+        )
     except BaseException:
         task.dismiss(proc)
         raise
-    return task.hand_over(ctx, run, spec, proc)
+    try:
+        return task.hand_over(ctx, run, proc, spec.env, spec.detach)
+    except BaseException:
+        if run.workdir and not rerun_of:
+            from datmo.core.controller import workcopy
+
+            workcopy.remove(ctx, run.workdir)
+        raise
 
 
-def _prepare(
+def _queue_fields(spec: RunSpec, point: int | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"priority": spec.priority, "retry": spec.retry, "attempts": 0}
+    if point is not None:
+        fields["point"] = point  # which of its sweep's points it is
+    return fields
+
+
+def busy(ctx: ProjectContext) -> Run | None:
+    """A run working in the working tree now, if any."""
+    from datmo.core.task.process import effective
+
+    for found in records.query(ctx.store, "status=RUNNING", limit=None).runs:
+        if not found.workdir and effective(found).status == RUNNING:
+            return found
+    return None
+
+
+def prepare(
     ctx: ProjectContext,
     spec: RunSpec,
     progress: Progress | None,
-    before_snapshot_id: str | None,
-    workdir: str | None,
-    rerun_of: str | None,
-    image_id: str | None,
+    *,
+    before_snapshot_id: str | None = None,
+    workdir: str | None = None,
+    rerun_of: str | None = None,
+    image_id: str | None = None,
+    run_id: str | None = None,
+    queued: bool = False,
+    base: Snapshot | None = None,
+    sweep_id: str | None = None,
+    point: int | None = None,
 ) -> Run:
+    """Everything before the task: checks, config, image, before snapshot, working copy,
+    the record. queued: stage it (QUEUED, no working copy yet) for a queue worker;
+    base: a capture of the tree to derive the before snapshot from (a sweep's)."""
     from pathlib import Path
 
-    from datmo.core.controller import runconfig, snapshot
+    from datmo.core.controller import runconfig, snapshot, staging, workcopy
 
     t0 = time.perf_counter()
+    run_id = run_id or new_id()
     tree = ctx.root / workdir if workdir else ctx.root
     # Refused before anything is made: a bad config file, a placeholder that names no key.
     rc = runconfig.prepare(spec, tree, Path.cwd(), again=rerun_of is not None)
@@ -126,28 +172,48 @@ def _prepare(
     else:
         env_id = spec.environment
     t1 = time.perf_counter()
-    runconfig.write_file(rc, ctx.store.owner)  # so the snapshot holds what the task reads
-    said = rc.note(tree)
-    if said and progress:
-        progress(said)
-    if before_snapshot_id is None:
+    isolated = queued or spec.isolated or workdir is not None
+    if not isolated and before_snapshot_id is None:
+        other = busy(ctx)
+        if other is not None:
+            isolated = True
+            if progress:
+                progress(
+                    f"run {other.id[:8]} is running in your working tree, so this run works "
+                    f"in a copy of its own ({workcopy.relpath(run_id)})"
+                )
+    message = f"before run: {rc.command}"[:200]
+    if before_snapshot_id is None and isolated:
+        # The tree as it is, with the run's config file in the snapshot only: yours stays.
+        base = base or staging.capture(ctx, message, progress)
+        made = staging.before_snapshot(ctx, base, rc, message)
+        before_snapshot_id = made.id
+    elif before_snapshot_id is None:
+        runconfig.write_file(rc, ctx.store.owner)  # so the snapshot holds what the task reads
+        said = rc.note(tree)
+        if said and progress:
+            progress(said)
         before_snapshot_id = snapshot.create(
             ctx,
-            f"before run: {rc.command}"[:200],
+            message,
             config=rc.values,
             read_config=False,
             hidden=True,
             made_by="run",
             reuse_state=True,
         ).snapshot.id
+    if isolated and workdir is None and not queued:
+        workdir = workcopy.make(ctx, snapshot.get(ctx, before_snapshot_id), run_id)
     t2 = time.perf_counter()
     now = utcnow()
+    launcher = {"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True}
     run = Run(
-        id=new_id(),
+        id=run_id,
         command=rc.command,
         command_template=spec.command if rc.command != spec.command else None,
         created_at=now,
         type=spec.type,
+        status=QUEUED if queued else RUNNING,
         executor=spec.executor,
         environment_id=env_id,
         image_id=image_id,
@@ -158,11 +224,13 @@ def _prepare(
         env=spec.public_env(),
         secret_env=spec.secret_names(),
         before_snapshot_id=before_snapshot_id,
-        started_at=now,
+        started_at=None if queued else now,
         # Until the supervisor takes over, this process answers for the run.
-        supervisor={"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True},
+        supervisor={} if queued else launcher,
         workdir=workdir,
         rerun_of=rerun_of,
+        sweep_id=sweep_id,
+        queue=_queue_fields(spec, point) if queued else {},
         timings={"environment_s": round(t1 - t0, 4), "before_snapshot_s": round(t2 - t1, 4)},
     )
     records.make_data(ctx.store, run.id, rc.values)
@@ -186,6 +254,10 @@ def stop(ctx: ProjectContext, ref: str | None, all: bool = False, wait: float = 
     else:
         raise UsageError("give a run id, or --all")
     from datmo.core.controller import task
+
+    staged = [r.id for r in targets if r.status == QUEUED]
+    if staged:  # never started: stopped as they are
+        stop_queued(ctx, staged)
 
     asked = [r for r in targets if task.request_stop(ctx, r)]
     deadline = time.monotonic() + wait
@@ -232,3 +304,15 @@ def delete(ctx: ProjectContext, ref: str) -> Run:
         )
     records.discard(ctx.store, run.id)
     return run
+
+
+def stop_queued(ctx: ProjectContext, ids: list[str]) -> int:
+    """Staged runs recorded STOPPED without ever starting (a sweep stopped)."""
+    n = 0
+    with ctx.store.lock():
+        for run_id in ids:
+            run = records.read(ctx.store, run_id)
+            if run.status == QUEUED:
+                records.update(ctx.store, run_id, status=STOPPED, ended_at=utcnow())
+                n += 1
+    return n

@@ -157,15 +157,23 @@ def create(
             return CreateResult(parent, created=False, skipped=captured.skipped)
         if parent is not None and reuse_state and snap.same_state(parent):
             return CreateResult(parent, created=False, skipped=captured.skipped)
-        # No git parent: each snapshot's commit stands alone, so deleting a snapshot lets gc
-        # free its code (the record's parent_id keeps the history).
-        commit = store.git.commit(captured.code_id, message)
-        snap = snap.evolve(code_commit=commit)
-        store.write_entity(KIND, snap.to_dict())
-        store.git.update_ref(REF_PREFIX + snap.id, commit)
+        snap = record(ctx, snap)
         if tree is None or tree == ctx.root:
             store.write_pointer(CURRENT, snap.id)
     return CreateResult(snap, created=True, skipped=captured.skipped)
+
+
+def record(ctx: ProjectContext, snap: Snapshot) -> Snapshot:
+    """Write a snapshot whose code and files are stored already: its commit, record, ref."""
+    store = ctx.store
+    with store.lock(), deferred_interrupt():
+        # No git parent: each snapshot's commit stands alone, so deleting a snapshot lets gc
+        # free its code (the record's parent_id keeps the history).
+        commit = store.git.commit(snap.code_id, snap.message)
+        snap = snap.evolve(code_commit=commit)
+        store.write_entity(KIND, snap.to_dict())
+        store.git.update_ref(REF_PREFIX + snap.id, commit)
+    return snap
 
 
 def _watch(ctx: ProjectContext) -> unchanged.Watch | None:

@@ -30,7 +30,7 @@ from datmo.core.storage.project import ProjectContext
 from datmo.core.task import prespawn
 from datmo.core.task.metrics import OutputCapture, appender
 from datmo.core.task.process import alive, effective, start_time
-from datmo.core.task.spec import RunSpec, is_secret
+from datmo.core.task.spec import is_secret
 from datmo.core.task.supervisor import Ended, stop_signals, supervise
 from datmo.core.util.probe import Signature, is_racy, signature
 from datmo.errors import DatmoError
@@ -64,12 +64,20 @@ def dismiss(proc: subprocess.Popen[bytes]) -> None:
         proc.stdin.close()  # type: ignore[union-attr]
 
 
-def hand_over(ctx: ProjectContext, run: Run, spec: RunSpec, proc: subprocess.Popen[bytes]) -> Run:
-    """Give the supervisor its orders; the run's record once the task is running."""
-    fg = 0 if spec.detach else os.getpid()
+def hand_over(
+    ctx: ProjectContext,
+    run: Run,
+    proc: subprocess.Popen[bytes],
+    env: dict[str, str],
+    detach: bool,
+) -> Run:
+    """Give the supervisor its orders (env: the task's variables, secrets included, which
+    travel only this way); the run's record once the task is running. A detached run's
+    supervisor goes on alone; a foreground one stops the task when this process dies."""
+    fg = 0 if detach else os.getpid()
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        payload = {"root": str(ctx.root), "run_id": run.id, "foreground": fg, "env": spec.env}
+        payload = {"root": str(ctx.root), "run_id": run.id, "foreground": fg, "env": env}
         proc.stdin.write(json.dumps(payload).encode())
         proc.stdin.close()
         line = proc.stdout.readline().decode(errors="replace").strip()
@@ -82,13 +90,14 @@ def hand_over(ctx: ProjectContext, run: Run, spec: RunSpec, proc: subprocess.Pop
         time.sleep(0.05)
     if not line:
         # The supervisor died (killed?) before answering: it may have made a container.
-        if spec.executor == "docker":
+        if run.executor == "docker":
             with contextlib.suppress(Exception):
                 from datmo.core.executor.docker import remove_run_containers
 
                 remove_run_containers(run.id, None)
-        records.discard(ctx.store, run.id)
-        raise DatmoError("the run's supervisor exited before starting the task; try again")
+        why = "the run's supervisor exited before starting the task; try again"
+        not_started(ctx, run, why)
+        raise DatmoError(why)
     raise DatmoError(line.removeprefix("ERR ").strip())
 
 
@@ -196,7 +205,7 @@ def execute(
     try:
         handle = executors.get(run.executor).start(task)
     except Exception as e:
-        records.discard(store, run.id)  # before answering, so `datmo run` never sees it
+        not_started(ctx, run, str(e))  # before answering, so `datmo run` never sees it
         handshake(fd, f"ERR {e}")
         return None
     info = {k: v for k, v in handle.info.items() if k in Run.__dataclass_fields__}
@@ -292,6 +301,21 @@ def _settled(path: str) -> Signature | None:
     while sig is not None and (is_racy(sig[2], time.time_ns()) or is_racy(sig[3], time.time_ns())):
         time.sleep(0.005)
     return sig
+
+
+def not_started(ctx: ProjectContext, run: Run, why: str) -> None:
+    """A run whose task could not start: made as if never made, but a queued one (staged
+    by someone who is not waiting for the answer) ends FAILED, saying why."""
+    if not run.queue:
+        records.discard(ctx.store, run.id)
+        return
+    from datmo.core.entity.base import utcnow
+
+    records.update(ctx.store, run.id, status="FAILED", ended_at=utcnow(), error=why)
+    if run.workdir:
+        from datmo.core.controller import workcopy
+
+        workcopy.remove(ctx, run.workdir)
 
 
 def handshake(fd: int, text: str) -> None:

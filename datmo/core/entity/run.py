@@ -16,6 +16,7 @@ from datmo.errors import CorruptStore
 SCHEMA_VERSION = 1
 
 RUNNING, SUCCESS, FAILED, STOPPED, LOST = "RUNNING", "SUCCESS", "FAILED", "STOPPED", "LOST"
+QUEUED = "QUEUED"  # staged: its before snapshot taken, waiting for a queue worker
 FINAL = frozenset({SUCCESS, FAILED, STOPPED, LOST})
 
 
@@ -50,8 +51,11 @@ class Run:
     process: dict[str, Any] = field(default_factory=dict)  # a local task: pid, start time
     gpus: list[str] = field(default_factory=list)  # the GPUs the task saw
     platform: dict[str, Any] = field(default_factory=dict)
-    workdir: str | None = None  # scratch folder of a rerun, relative to the project
+    workdir: str | None = None  # its working copy, relative to the project (None: the tree)
     rerun_of: str | None = None
+    sweep_id: str | None = None
+    # A queued run: priority, num_gpus, retry, attempts, and the worker and host it went to.
+    queue: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # datmo's own failure, when it is why the run ended
     timings: dict[str, float] = field(default_factory=dict)  # where datmo's own time went
     schema_version: int = SCHEMA_VERSION

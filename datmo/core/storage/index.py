@@ -256,7 +256,9 @@ class RunIndex:
         """
         if not self.path.exists():
             return None
-        db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
+        # Read-only, but through the WAL: an index whose latest pages are still in its
+        # write-ahead log is whole, though its main file alone is not.
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         try:
             rows: dict[str, Any] = {
                 row[0]: unpacked(json.loads(row[1]))

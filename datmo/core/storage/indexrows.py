@@ -14,7 +14,7 @@ from typing import Any
 from datmo.core.entity.base import field_defaults
 from datmo.core.entity.run import ROW_FIELDS, Run
 
-SCHEMA = 7
+SCHEMA = 8
 RACY_NS = 20_000_000  # a folder mtime this close to when we noted it may hide a later change
 COLUMNS = (
     "id",
@@ -28,14 +28,18 @@ COLUMNS = (
     "duration_s",
     "before_snapshot_id",
     "after_snapshot_id",
+    "sweep_id",
 )
 
 DDL = """
 CREATE TABLE IF NOT EXISTS runs (
   rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, created_at TEXT, status TEXT, type TEXT,
   command TEXT, environment_id TEXT, exit_code INTEGER, message TEXT, duration_s REAL,
-  before_snapshot_id TEXT, after_snapshot_id TEXT, doc TEXT, file_mtime_ns INTEGER
+  before_snapshot_id TEXT, after_snapshot_id TEXT, sweep_id TEXT, doc TEXT,
+  file_mtime_ns INTEGER
 );
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_sweep ON runs(sweep_id);
 -- What refers to a snapshot or an environment: a delete must know (references.py).
 CREATE INDEX IF NOT EXISTS runs_before ON runs(before_snapshot_id);
 CREATE INDEX IF NOT EXISTS runs_after ON runs(after_snapshot_id);

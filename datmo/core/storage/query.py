@@ -30,8 +30,18 @@ FIELDS = {
     "created_at",
     "message",
     "duration_s",
+    "sweep_id",
 }
-TEXT_FIELDS = {"id", "status", "type", "command", "environment_id", "created_at", "message"}
+TEXT_FIELDS = {
+    "id",
+    "status",
+    "type",
+    "command",
+    "environment_id",
+    "created_at",
+    "message",
+    "sweep_id",
+}
 _COND = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|<=|>=|=|<|>)\s*(.*?)\s*$")
 _CONNECTIVE = re.compile(r"(?:^|\s+)(and|or)(?=\s|$)\s*", re.IGNORECASE)
 _EXAMPLE = "for example: acc>0.9 and lr=0.01"

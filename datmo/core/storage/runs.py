@@ -93,19 +93,35 @@ class Listing:
 
 
 def query(
-    store: Store, filter: str | None = None, sort: str | None = None, limit: int | None = None
+    store: Store,
+    filter: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    sweep_id: str | None = None,
 ) -> Listing:
     """Runs by the `ls --filter/--sort` language (storage/query.py), from the index."""
     idx = RunIndex(store)
     try:
         idx.refresh()
         where = compile_filter(filter, idx.sections)
+        if sweep_id:  # only a sweep's runs
+            where.sql = f"({where.sql}) AND sweep_id = ?" if where.sql else "sweep_id = ?"
+            where.params.append(sweep_id)
         order = compile_sort(sort, idx.sections)
         with gc_paused():
             found = idx.query(where.sql, where.params, order.sql, order.params, limit)
         unknown = list(dict.fromkeys(where.unknown + order.unknown))
         known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
         return Listing(found, idx.damaged(), unknown, known)
+    finally:
+        idx.close()
+
+
+def of_sweep(store: Store, sweep_id: str) -> list[Run]:
+    """Every run of a sweep, from the index."""
+    idx = RunIndex(store)
+    try:
+        return idx.query("sweep_id = ?", [sweep_id], "created_at", [], None)
     finally:
         idx.close()
 

@@ -29,11 +29,12 @@ if TYPE_CHECKING:
 
 MIN_PREFIX = 4
 LOCK_TIMEOUT_S = 120.0
-KINDS = ("snapshots", "environments", "runs")
+KINDS = ("snapshots", "environments", "runs", "sweeps")
 LISTING = {
     "snapshots": "datmo snapshot ls --all",
     "runs": "datmo ls",
     "environments": "datmo environment ls",
+    "sweeps": "datmo sweep ls",
 }
 
 
@@ -55,7 +56,7 @@ class Store:
         return (self.dir / "project.json").is_file()
 
     def create_layout(self) -> None:
-        for sub in ("", *KINDS, "cache", "journal", "tmp", "objects", "run-data", "home"):
+        for sub in ("", *KINDS, "cache", "journal", "tmp", "work", "objects", "run-data", "home"):
             makedirs(self.dir / sub, self.owner)
 
     def path(self, *parts: str) -> Path:

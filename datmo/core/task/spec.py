@@ -52,6 +52,11 @@ class RunSpec:
     config_file: str | None = None  # --config-file: the project's config file instead
     cwd: str = ""  # where the task starts, relative to the project (a subfolder)
     tags: list[str] = field(default_factory=list)
+    isolated: bool = False  # in a working copy of its own, not the working tree
+    keep_workdir: bool = False  # keep that copy when the run fails
+    num_gpus: int = 0  # GPUs by count, handed out by a queue worker
+    priority: int = 0
+    retry: int = 0  # a queued run LOST with its worker is queued again this many times
     message: str | None = None
     detach: bool = False
     interactive: bool = False
@@ -80,6 +85,8 @@ class RunSpec:
             "as_root": self.as_root,
             "cwd": self.cwd,
             "config_file": self.config_file,
+            "keep_workdir": self.keep_workdir,
+            "num_gpus": self.num_gpus,
         }
 
 

@@ -36,16 +36,21 @@ def changed(current: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, A
     return {k: v for k, v in given.items() if k not in current or current[k] != v}
 
 
-def rewrite(
-    path: Path, current: Mapping[str, Any], changes: Mapping[str, Any], owner: Owner | None
-) -> None:
-    """Write changes into the config file at path, which holds current now."""
-    text = path.read_text(encoding="utf-8")
+def merged_text(text: str, current: Mapping[str, Any], changes: Mapping[str, Any]) -> str:
+    """The config file's text with changes written in (it holds current now)."""
     as_json = is_json(text)
     want = {**current, **changes}
     new = _edited(text, changes, as_json)
     if new is None or _parsed(new, as_json) != want:
         new = _plain(want, text, as_json)
+    return new
+
+
+def rewrite(
+    path: Path, current: Mapping[str, Any], changes: Mapping[str, Any], owner: Owner | None
+) -> None:
+    """Write changes into the config file at path, which holds current now."""
+    new = merged_text(path.read_text(encoding="utf-8"), current, changes)
     mode = os.stat(path).st_mode & 0o7777
     atomic_write_bytes(path, new.encode("utf-8"), owner, mode)
 

@@ -1,0 +1,211 @@
+"""Sweeps: one command over a search space, each point an ordinary queued run.
+
+`datmo sweep "python train.py --lr {lr}" -c lr=0.1,0.01 -c bs=32,64` stages the grid (4
+runs) with their sweep's id; a queue worker runs them (`--parallel K` starts one at
+once). The tree is captured once for the whole sweep, and each run's before snapshot is
+derived from that capture with its own config (controller/staging.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from datmo.core.controller import run as runs
+from datmo.core.controller import space as spaces
+from datmo.core.controller import staging
+from datmo.core.controller.task import Progress
+from datmo.core.entity.base import new_id, utcnow
+from datmo.core.entity.run import QUEUED, STOPPED, SUCCESS, Run
+from datmo.core.entity.sweep import Sweep
+from datmo.core.storage.project import ProjectContext
+from datmo.core.task.spec import RunSpec
+from datmo.core.util.signals import deferred_interrupt
+from datmo.errors import UsageError
+
+KIND = "sweeps"
+
+
+def plan(
+    dims: list[spaces.Dimension], random: int | None, seed: int, yes: bool
+) -> list[spaces.Point]:
+    """The points to stage: the grid, or `random` draws."""
+    if random is not None:
+        if random < 1:
+            raise UsageError("--random N needs N of 1 or more")
+        points = list(spaces.draws(dims, random, seed))
+    else:
+        n = spaces.size(dims)
+        if n > spaces.GRID_LIMIT and not yes:
+            raise UsageError(
+                f"this grid has {n:,} points (more than {spaces.GRID_LIMIT:,}); pass --yes to "
+                "stage them all, or draw some with --random N"
+            )
+        points = list(spaces.grid(dims))
+    return points
+
+
+def _objective(text: str | None) -> str | None:
+    if text is None:
+        return None
+    metric, _, way = text.rpartition(":")
+    if not metric or way not in ("max", "min"):
+        raise UsageError(f"--objective '{text}': write METRIC:max or METRIC:min (acc:max)")
+    return text
+
+
+def create(
+    ctx: ProjectContext,
+    spec: RunSpec,
+    items: tuple[str, ...] | list[str],
+    *,
+    random: int | None = None,
+    seed: int = 0,
+    objective: str | None = None,
+    yes: bool = False,
+    progress: Progress | None = None,
+) -> Sweep:
+    """Stage every point of the space as a queued run; the sweep's record."""
+    dims = spaces.parse(items)
+    points = plan(dims, random, seed, yes)
+    sweep = Sweep(
+        id=new_id(),
+        command=spec.command,
+        created_at=utcnow(),
+        space={d.key: d.describe() for d in dims},
+        search="random" if random is not None else "grid",
+        random=random or 0,
+        seed=seed,
+        objective=_objective(objective),
+        executor=spec.executor,
+        options=spec.options(),
+        points=[config for config, _ in points],
+    )
+    save(ctx, sweep)
+    return stage(ctx, sweep, spec, range(len(points)), [t for _, t in points], progress)
+
+
+def stage(
+    ctx: ProjectContext,
+    sweep: Sweep,
+    spec: RunSpec,
+    which: range | list[int],
+    texts: list[dict[str, str]] | None = None,
+    progress: Progress | None = None,
+) -> Sweep:
+    """Stage the runs of the given points (their index in sweep.points)."""
+    message = f"before sweep {sweep.id[:8]}: {sweep.command}"[:200]
+    base = staging.capture(ctx, message, progress)  # once for the whole sweep
+    for i in which:
+        config = sweep.points[i]
+        typed = texts[i] if texts else {k: _text(v) for k, v in config.items()}
+        point = dataclasses.replace(
+            spec, config={**spec.config, **config}, config_text={**spec.config_text, **typed}
+        )
+        runs.prepare(ctx, point, None, queued=True, base=base, sweep_id=sweep.id, point=i)
+    if progress:
+        progress(f"sweep {sweep.id[:8]}: {len(which)} run(s) staged")
+    return sweep
+
+
+def _text(value: Any) -> str:
+    from datmo.core.task.command import value_text
+
+    return value_text(value)
+
+
+def save(ctx: ProjectContext, sweep: Sweep) -> Sweep:
+    with ctx.store.lock(), deferred_interrupt():
+        ctx.store.write_entity(KIND, sweep.to_dict())
+    return sweep
+
+
+def get(ctx: ProjectContext, ref: str) -> Sweep:
+    return Sweep.from_dict(ctx.store.read_entity(KIND, ctx.store.resolve(KIND, ref)))
+
+
+def ls(ctx: ProjectContext) -> list[Sweep]:
+    store = ctx.store
+    found = [Sweep.from_dict(store.read_entity(KIND, i)) for i in store.list_ids(KIND)]
+    return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
+
+
+def runs_of(ctx: ProjectContext, sweep: Sweep) -> list[Run | None]:
+    """Each point's run as it stands now, the latest one where a point was staged again
+    (None: never staged, or deleted)."""
+    from datmo.core.storage import runs as records
+    from datmo.core.task.process import effective
+
+    out: list[Run | None] = [None] * len(sweep.points)
+    for run in sorted(records.of_sweep(ctx.store, sweep.id), key=lambda r: r.created_at):
+        i = run.queue.get("point")
+        if isinstance(i, int) and 0 <= i < len(out):
+            out[i] = effective(run)
+    return out
+
+
+def ranked(sweep: Sweep, found: list[Run | None]) -> list[Run]:
+    """The sweep's runs, best first by its objective (runs without the metric last)."""
+    present = [r for r in found if r is not None]
+    goal = sweep.goal
+    if goal is None:
+        return present
+    metric, higher = goal
+
+    def key(r: Run) -> tuple[int, float]:
+        v: Any = r.metrics.get(metric)
+        if type(v) not in (int, float):
+            return (1, 0.0)
+        return (0, -float(v) if higher else float(v))
+
+    return sorted(present, key=key)
+
+
+def best(sweep: Sweep, found: list[Run | None]) -> Run | None:
+    done = [r for r in ranked(sweep, found) if r.status == SUCCESS]
+    if sweep.goal is None or not done or sweep.goal[0] not in done[0].metrics:
+        return None
+    return done[0]
+
+
+def stop(ctx: ProjectContext, ref: str) -> tuple[Sweep, int, int]:
+    """Stop a sweep: its staged runs end STOPPED unstarted, its running ones are stopped.
+    (sweep, how many were staged, how many were running)."""
+    from datmo.core.controller import task
+
+    sweep = get(ctx, ref)
+    found = runs_of(ctx, sweep)
+    staged = runs.stop_queued(ctx, [r.id for r in found if r and r.status == QUEUED])
+    running = [r for r in found if r and not r.finished and r.status != QUEUED]
+    for r in running:
+        task.request_stop(ctx, r)
+    sweep = save(ctx, sweep.evolve(stopped_at=utcnow()))
+    return sweep, staged, len(running)
+
+
+def missing(ctx: ProjectContext, sweep: Sweep) -> list[int]:
+    """The points to stage again on resume: never staged, deleted, stopped or lost."""
+    return [
+        i for i, r in enumerate(runs_of(ctx, sweep)) if r is None or r.status in (STOPPED, "LOST")
+    ]
+
+
+def spec_of(sweep: Sweep) -> RunSpec:
+    """The run options the sweep's runs were staged with, to stage more (resume)."""
+    from datmo.core.task.spec import parse_data, parse_port
+
+    o = sweep.options
+    return RunSpec(
+        command=sweep.command,
+        executor=sweep.executor,
+        gpus=o.get("gpus"),
+        ports=[parse_port(p) for p in o.get("ports", [])],
+        memory=o.get("memory"),
+        cpus=o.get("cpus"),
+        data=[parse_data(f"{s}>{n}" + (":rw" if w else "")) for s, n, w in o.get("data", [])],
+        capture=o.get("capture", True),
+        cwd=str(o.get("cwd") or ""),
+        config_file=o.get("config_file"),
+        keep_workdir=bool(o.get("keep_workdir")),
+        num_gpus=int(o.get("num_gpus") or 0),
+    )
