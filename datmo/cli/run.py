@@ -225,6 +225,8 @@ def _exit_code(final: Any, say: Callable[[str], None]) -> int:
         say(f"run {short} {final.status}: {final.error}")
     else:
         say(f"run {short} {final.status} (exit code {final.exit_code})")
+    if final.workdir and final.options.get("keep_workdir") and final.status != "SUCCESS":
+        say(f"its working copy is kept in {final.workdir} ('datmo gc' removes it)")
     return int(final.exit_code or 0) if final.exit_code is not None else 125
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from datmo.core import executor as executors
-from datmo.core.entity.run import Run
+from datmo.core.entity.run import RUNNING, Run
 from datmo.core.executor import TaskHandle
 from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
@@ -183,7 +183,12 @@ def execute(
     store = ctx.store
     me = {"pid": os.getpid(), "start": start_time(os.getpid()), "foreground": fg_pid or None}
     fg_start = start_time(fg_pid) if fg_pid else None
-    run = records.save(store, run.evolve(supervisor=me))
+    with store.lock():  # take over only a run still waiting for us (not requeued, not LOST)
+        now = records.read(store, run.id)
+        if now.status != RUNNING or not now.supervisor.get("launcher"):
+            handshake(fd, f"ERR run {run.id[:8]} is {now.status} and was taken over meanwhile")
+            return None
+        run = records.save(store, now.evolve(supervisor=me))
     data = records.data_dir(store, run.id)
     st = os.stat(ctx.root)
     task = executors.TaskContext(

@@ -167,6 +167,7 @@ class Worker:
                 if need > len(self.gpus):
                     why = f"it asks for {need} GPU(s) and this worker has {len(self.gpus)}"
                     records.update(store, run.id, status=FAILED, ended_at=utcnow(), error=why)
+                    self.mine[run.id] = FAILED
                     self.say(f"run {run.id[:8]} FAILED: {why}")
                     continue
                 if need > len(free):
@@ -218,7 +219,8 @@ class Worker:
             self.mine[run.id] = FAILED
             self.say(f"run {run.id[:8]} could not start: {e}")
             with contextlib.suppress(DatmoError):
-                if records.read(ctx.store, run.id).status == RUNNING:
+                now = records.read(ctx.store, run.id)
+                if now.status == RUNNING and now.supervisor == self.me:  # still ours
                     task.not_started(ctx, run, str(e))
 
     @staticmethod
