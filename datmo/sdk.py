@@ -174,6 +174,8 @@ def sweep(
     random: int | None = None,
     seed: int = 0,
     objective: str | None = None,
+    optimize: str | None = None,
+    trials: int | None = None,
     parallel: int | None = None,
     executor: str | None = None,
     gpus: str | None = None,
@@ -183,9 +185,12 @@ def sweep(
     """`datmo sweep` from Python: space maps each key to a list of values to try, or to
     the text of `-c KEY=...` (`"loguniform(1e-5,1e-1)"`). With parallel, its runs are
     run at once and returned when done, best first by the objective; else staged.
+    optimize="acc:max" with trials=N searches with Optuna's TPE sampler instead.
 
         datmo.sweep("python train.py --lr {lr}", {"lr": [0.1, 0.01]}, parallel=2,
                     objective="acc:max")
+        datmo.sweep("python train.py", {"lr": "loguniform(1e-5,1e-1)"}, parallel=2,
+                    optimize="acc:max", trials=20)
     """
     import json
 
@@ -201,7 +206,18 @@ def sweep(
     ]
     spec = RunSpec(command=command, executor=executor or ctx.info.default_executor)
     spec.num_gpus = num_gpus
-    made = ctl.create(ctx, spec, items, random=random, seed=seed, objective=objective)
+    made = ctl.create(
+        ctx,
+        spec,
+        items,
+        random=random,
+        seed=seed,
+        objective=objective,
+        optimize=optimize,
+        trials=trials,
+        slots=parallel or 1,
+    )
     if parallel:
         worker.Worker(ctx, parallel, worker.gpu_pool(gpus), sweep_id=made.id).run()
+    made = ctl.get(ctx, made.id)
     return [RunInfo(r, ctx) for r in ctl.ranked(made, ctl.runs_of(ctx, made))]

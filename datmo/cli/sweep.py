@@ -45,6 +45,12 @@ def sweep() -> None:
 @click.option("--random", type=int, metavar="N", help="Draw N points instead of the grid.")
 @click.option("--seed", type=int, default=0, show_default=True, help="For --random.")
 @click.option("--objective", metavar="METRIC:max|min", help="Rank the runs by this metric.")
+@click.option(
+    "--optimize",
+    metavar="METRIC:max|min",
+    help="Bayesian search (Optuna's TPE) for this metric's best; with --trials.",
+)
+@click.option("--trials", type=int, metavar="N", help="How many runs --optimize may try.")
 @click.option("--parallel", type=click.IntRange(1), metavar="K", help="Run K at a time, now.")
 @click.option("--num-gpus", type=click.IntRange(0), default=0, help="GPUs each run gets.")
 @click.option("--yes", is_flag=True, help="Stage a grid of more than 1,000 points.")
@@ -53,7 +59,8 @@ def sweep() -> None:
 def start(command: tuple[str, ...], **kw: Any) -> None:
     """Stage a run for every point of the space (also: datmo sweep COMMAND ...).
 
-    In sweep, commas at the top level of a -c value separate the values to try. With
+    In sweep, commas at the top level of a -c value separate the values to try;
+    --random N draws N points, --optimize METRIC:max --trials N searches with Optuna. With
     --parallel K a worker runs them at once, K at a time, and the sweep exits 0 when
     every run succeeded, 1 when one failed, 130 after Ctrl-C (which stops its runs);
     without it they wait for 'datmo queue start' (-d: a worker in the background).
@@ -72,6 +79,9 @@ def start(command: tuple[str, ...], **kw: Any) -> None:
             random=kw.get("random"),
             seed=kw.get("seed") or 0,
             objective=kw.get("objective"),
+            optimize=kw.get("optimize"),
+            trials=kw.get("trials"),
+            slots=kw.get("parallel") or 1,
             yes=bool(kw.get("yes")),
             progress=note,
         )
@@ -130,6 +140,7 @@ def _follow(ctx: Any, made: Any, jobs: int, gpus: str | None) -> int:
             note("stopping the sweep's runs (each is recorded STOPPED)...")
             ctl.stop(ctx, made.id)
             stopped[0] = "now"
+    made = ctl.get(ctx, made.id)  # a Bayesian search added its trials meanwhile
     found = ctl.runs_of(ctx, made)
     _table(made, found, "table")
     winner = ctl.best(made, found)
@@ -138,6 +149,8 @@ def _follow(ctx: Any, made: Any, jobs: int, gpus: str | None) -> int:
         note(f"best: run {winner.id[:8]} {goal[0]}={value} {json.dumps(winner.config)}")
     if stopped[0] or code == 130:
         return 130
+    if made.search == "tpe":  # a trial whose run was taken out of the queue is no failure
+        found = [r for r in found if r is not None]
     return 0 if all(r is not None and r.status == "SUCCESS" for r in found) else 1
 
 
@@ -240,7 +253,10 @@ def resume(sweep_id: str, parallel: int | None, gpus: str | None) -> None:
         made = ctl.get(ctx, sweep_id)
         which = ctl.missing(ctx, made)
         made = ctl.save(ctx, made.evolve(stopped_at=None))
-        if which:
+        if made.search == "tpe":
+            if not ctl.refill(ctx, made.id, parallel or 1, note):
+                note(f"sweep {made.id[:8]}: no trial left to ask for")
+        elif which:
             ctl.stage(ctx, made, ctl.spec_of(made), which, progress=note)
         else:
             note(f"sweep {made.id[:8]}: every point has its run")

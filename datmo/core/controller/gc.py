@@ -63,6 +63,7 @@ def _records(
 
     store = ctx.store
     by_runs, envs_by_runs = references.used_by_runs(ctx)
+    by_runs |= references.used_by_sweeps(ctx)
     current = store.read_pointer(CURRENT)
     gone: set[str] = set()
     kept_envs: set[str] = set(envs_by_runs)

@@ -1,10 +1,11 @@
 """What refers to what, so that nothing a run needs is ever deleted.
 
 A run refers to its before and after snapshots and to its environment; a snapshot to
-its environment. Deleting a snapshot that a run uses hides it (`deleted_at`) and keeps
-its data; deleting an environment that snapshots or runs use, with --force, removes its
-name and image and keeps its definition, so `rerun` can build it again. gc frees each
-such record, and a run's own hidden snapshots, once nothing refers to it any more.
+its environment; a sweep to the snapshot its runs start from. Deleting a snapshot that
+a run uses hides it (`deleted_at`) and keeps its data; deleting an environment that
+snapshots or runs use, with --force, removes its name and image and keeps its
+definition, so `rerun` can build it again. gc frees each such record, and a run's own
+hidden snapshots, once nothing refers to it any more.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def used_by_runs(ctx: ProjectContext) -> tuple[set[str], set[str]]:
         return idx.referenced()
     finally:
         idx.close()
+
+
+def used_by_sweeps(ctx: ProjectContext) -> set[str]:
+    """The snapshots sweeps start their runs from (resume and later trials need them)."""
+    store = ctx.store
+    found = set()
+    for sid in store.list_ids("sweeps"):
+        base = store.read_entity("sweeps", sid).get("base_snapshot_id")
+        if isinstance(base, str):
+            found.add(base)
+    return found
 
 
 def named(ids: list[str], noun: str) -> str:

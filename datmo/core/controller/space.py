@@ -47,7 +47,12 @@ class Dimension:
     def describe(self) -> str:
         if self.kind == "list":
             return ",".join(self.texts)
-        return f"{self.kind}({self.low:g},{self.high:g})"
+        return f"{self.kind}({_exact(self.low)},{_exact(self.high)})"
+
+
+def _exact(x: float) -> str:
+    """A number as text that parses back to the same number."""
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 def split_top(text: str) -> list[str]:

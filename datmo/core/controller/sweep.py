@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from datmo.core.controller import optimize as tpe
 from datmo.core.controller import run as runs
+from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller import space as spaces
 from datmo.core.controller import staging
 from datmo.core.controller.task import Progress
 from datmo.core.entity.base import new_id, utcnow
-from datmo.core.entity.run import QUEUED, STOPPED, SUCCESS, Run
+from datmo.core.entity.run import LOST, QUEUED, STOPPED, SUCCESS, Run
+from datmo.core.entity.snapshot import Snapshot
 from datmo.core.entity.sweep import Sweep
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.spec import RunSpec
@@ -45,12 +48,16 @@ def plan(
     return points
 
 
-def _objective(text: str | None) -> str | None:
+def _objective(text: str | None, optimize: str | None) -> str | None:
+    if optimize and text and optimize != text:
+        raise UsageError(f"--optimize {optimize} and --objective {text} disagree; give one")
+    text = optimize or text
     if text is None:
         return None
     metric, _, way = text.rpartition(":")
     if not metric or way not in ("max", "min"):
-        raise UsageError(f"--objective '{text}': write METRIC:max or METRIC:min (acc:max)")
+        flag = "--optimize" if optimize else "--objective"
+        raise UsageError(f"{flag} '{text}': write METRIC:max or METRIC:min (acc:max)")
     return text
 
 
@@ -62,27 +69,55 @@ def create(
     random: int | None = None,
     seed: int = 0,
     objective: str | None = None,
+    optimize: str | None = None,
+    trials: int | None = None,
+    slots: int = 1,
     yes: bool = False,
     progress: Progress | None = None,
 ) -> Sweep:
-    """Stage every point of the space as a queued run; the sweep's record."""
+    """Stage every point of the space as a queued run (a tpe search: its first trials,
+    one per slot); the sweep's record."""
     dims = spaces.parse(items)
-    points = plan(dims, random, seed, yes)
+    if optimize or trials is not None:
+        if not optimize or not trials or trials < 1 or random is not None:
+            raise UsageError(
+                "Bayesian search takes --optimize METRIC:max|min and --trials N (N >= 1), "
+                "and no --random"
+            )
+        tpe.distributions(dims)  # Optuna is there, and takes this space
+        points: list[spaces.Point] = []
+    else:
+        points = plan(dims, random, seed, yes)
+    sweep_id = new_id()
+    base = staging.capture(ctx, f"before sweep {sweep_id[:8]}: {spec.command}"[:200], progress)
     sweep = Sweep(
-        id=new_id(),
+        id=sweep_id,
         command=spec.command,
         created_at=utcnow(),
         space={d.key: d.describe() for d in dims},
-        search="random" if random is not None else "grid",
+        search=tpe.SEARCH if optimize else "random" if random is not None else "grid",
         random=random or 0,
+        trials=trials or 0,
         seed=seed,
-        objective=_objective(objective),
+        objective=_objective(objective, optimize),
         executor=spec.executor,
         options=spec.options(),
         points=[config for config, _ in points],
+        base_snapshot_id=base.id,
     )
     save(ctx, sweep)
+    if sweep.search == tpe.SEARCH:
+        refill(ctx, sweep.id, slots, progress)
+        return get(ctx, sweep.id)
     return stage(ctx, sweep, spec, range(len(points)), [t for _, t in points], progress)
+
+
+def base_of(ctx: ProjectContext, sweep: Sweep, progress: Progress | None = None) -> Snapshot:
+    """The tree the sweep's runs start from (a sweep made before it was kept: the tree
+    as it is now)."""
+    if sweep.base_snapshot_id:
+        return snapshots.get(ctx, sweep.base_snapshot_id)
+    return staging.capture(ctx, f"before sweep {sweep.id[:8]}: {sweep.command}"[:200], progress)
 
 
 def stage(
@@ -94,8 +129,7 @@ def stage(
     progress: Progress | None = None,
 ) -> Sweep:
     """Stage the runs of the given points (their index in sweep.points)."""
-    message = f"before sweep {sweep.id[:8]}: {sweep.command}"[:200]
-    base = staging.capture(ctx, message, progress)  # once for the whole sweep
+    base = base_of(ctx, sweep, progress)  # captured once for the whole sweep
     for i in which:
         config = sweep.points[i]
         typed = texts[i] if texts else {k: _text(v) for k, v in config.items()}
@@ -103,9 +137,35 @@ def stage(
             spec, config={**spec.config, **config}, config_text={**spec.config_text, **typed}
         )
         runs.prepare(ctx, point, None, queued=True, base=base, sweep_id=sweep.id, point=i)
-    if progress:
+    if progress and which:
         progress(f"sweep {sweep.id[:8]}: {len(which)} run(s) staged")
     return sweep
+
+
+def refill(
+    ctx: ProjectContext, sweep_id: str | None, slots: int, progress: Progress | None = None
+) -> int:
+    """For each tpe sweep still going (or the one named): tell Optuna the results of its
+    ended runs, then ask for and stage enough trials to keep `slots` runs busy. Under
+    the project lock. How many runs it staged."""
+    staged = 0
+    with ctx.store.lock():
+        for sweep in [get(ctx, sweep_id)] if sweep_id else ls(ctx):
+            if sweep.search != tpe.SEARCH or sweep.stopped_at:
+                continue
+            found = runs_of(ctx, sweep)
+            st = tpe.study(ctx, sweep)
+            tpe.tell(ctx, sweep, found, st)
+            n = tpe.wanted(sweep, found, slots)
+            if not n:
+                continue
+            points = tpe.ask(sweep, st, n)
+            first = len(sweep.points)
+            sweep = save(ctx, sweep.evolve(points=[*sweep.points, *(c for c, _ in points)]))
+            texts: list[dict[str, str]] = [{}] * first + [t for _, t in points]
+            stage(ctx, sweep, spec_of(sweep), range(first, first + n), texts, progress)
+            staged += n
+    return staged
 
 
 def _text(value: Any) -> str:
@@ -184,9 +244,12 @@ def stop(ctx: ProjectContext, ref: str) -> tuple[Sweep, int, int]:
 
 
 def missing(ctx: ProjectContext, sweep: Sweep) -> list[int]:
-    """The points to stage again on resume: never staged, deleted, stopped or lost."""
+    """The points to stage again on resume: never staged, deleted, stopped or lost. (A
+    tpe search stages none again: it asks for new trials in their place.)"""
+    if sweep.search == tpe.SEARCH:
+        return []
     return [
-        i for i, r in enumerate(runs_of(ctx, sweep)) if r is None or r.status in (STOPPED, "LOST")
+        i for i, r in enumerate(runs_of(ctx, sweep)) if r is None or r.status in (STOPPED, LOST)
     ]
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from datmo.core.controller import run as runs
 from datmo.core.controller import snapshot as snapshots
+from datmo.core.controller import sweep as sweeps
 from datmo.core.controller import task, workcopy
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import FAILED, LOST, QUEUED, RUNNING, SUCCESS, Run
@@ -35,6 +36,7 @@ from datmo.core.task.spec import is_secret
 from datmo.errors import DatmoError
 
 POLL_S = 0.05
+REFILL_S = 1.0
 Say = Callable[[str], None]
 
 
@@ -92,6 +94,7 @@ class Worker:
         self.spares: dict[str, subprocess.Popen[bytes]] = {}  # a warm supervisor per executor
         self.blobs = workcopy.Blobs()  # the code of the copies it fills, read once
         self.stopping = ""  # "", "drain": start no more, "now": stop what runs too
+        self.ended, self.refilled, self.refill_error = True, 0.0, ""
 
     # -- the loop -------------------------------------------------------------------
     def run(self, should_stop: Callable[[], str] = lambda: "") -> int:
@@ -105,6 +108,7 @@ class Worker:
                 active = self.follow()
                 if not self.stopping:
                     requeue_lost(self.ctx, self.sweep_id)
+                    self.refill(active)
                     self.dispatch(active)
                     active = sum(s == RUNNING for s in self.mine.values())
                 if not active and (self.stopping or not self.waiting()):
@@ -133,11 +137,27 @@ class Worker:
             self.mine[run_id] = now.status
             if not now.finished:
                 active += 1
-            elif self.on_end:
+                continue
+            self.ended = True
+            if self.on_end:
                 self.on_end(now)
             else:
                 self.say(f"run {run_id[:8]} {now.status}")
         return active
+
+    def refill(self, active: int) -> None:
+        """Let Bayesian sweeps stage their next trials: at the start, when a run ended,
+        and at most once a second otherwise (another worker's runs end too)."""
+        now = time.monotonic()
+        if active >= self.slots or (not self.ended and now - self.refilled < REFILL_S):
+            return
+        self.ended, self.refilled = False, now
+        try:
+            sweeps.refill(self.ctx, self.sweep_id, self.slots, self.say)
+        except DatmoError as e:
+            if str(e) != self.refill_error:  # said once, not every second
+                self.refill_error = str(e)
+                self.say(f"sweeps: {e}")
 
     def waiting(self) -> bool:
         return bool(queued(self.ctx, self.sweep_id))

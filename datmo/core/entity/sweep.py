@@ -18,13 +18,16 @@ class Sweep:
     command: str  # the template, as typed: {KEY} placeholders and all
     created_at: str
     space: dict[str, str] = field(default_factory=dict)  # key -> its values, as typed
-    search: str = "grid"  # grid or random
+    search: str = "grid"  # grid, random, or tpe (Bayesian, through Optuna)
     random: int = 0  # how many points a random search draws
+    trials: int = 0  # how many trials a tpe search may run
     seed: int = 0
     objective: str | None = None  # "acc:max" or "loss:min"
     executor: str = "local"
     options: dict[str, Any] = field(default_factory=dict)  # the run options of its runs
     points: list[dict[str, Any]] = field(default_factory=list)  # each point's config
+    # The tree its runs start from, captured once; resume and later trials use it too.
+    base_snapshot_id: str | None = None
     stopped_at: str | None = None
     schema_version: int = SCHEMA_VERSION
 
