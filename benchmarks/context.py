@@ -19,6 +19,8 @@ class Sizes:
     reps_git: int  # repetitions of `git add` of that file (tens of seconds each)
     reps_startup: int  # repetitions of start-up figures (tens of ms: noisier)
     snapshots: int  # snapshots listed by `snapshot ls`
+    sweep_runs: int = 20  # one-second runs of the makespan benchmark
+    staged_runs: int = 1000  # runs staged for `queue ls` and `ls`
 
 
 FULL = Sizes(
@@ -40,6 +42,8 @@ QUICK = Sizes(
     reps_git=2,
     reps_startup=5,
     snapshots=20,
+    sweep_runs=6,
+    staged_runs=100,
 )
 
 

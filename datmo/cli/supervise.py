@@ -24,8 +24,15 @@ from datmo.core.storage.store import Store
 
 
 def _warm_up(executor: str) -> None:
-    """Load the engine's client while `datmo run` is still preparing the run."""
+    """Load what the run will need while `datmo run` (or a queue worker) prepares it:
+    the executor, and the snapshot code its end needs (a worker's next run starts while
+    this one's after snapshot is taken: it should cost CPU time then, not imports)."""
+    from datmo.core.controller import snapshot  # noqa: F401
+    from datmo.core.tree import capture  # noqa: F401
+
     if executor != "docker":
+        from datmo.core.executor import local  # noqa: F401
+
         return
     try:
         from datmo.core.executor import docker  # noqa: F401

@@ -100,7 +100,7 @@ def _claim_as_a_dead_worker(project: Path) -> str:
         "from datmo.core.controller.project import open_project\n"
         "from datmo.core.controller import worker\n"
         "w = worker.Worker(open_project(), 1, [])\n"
-        "print(w.claim().id, flush=True)\n"
+        "print(w.claim()[0].id, flush=True)\n"
         "os._exit(0)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

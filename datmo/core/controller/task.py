@@ -74,16 +74,29 @@ def hand_over(
     """Give the supervisor its orders (env: the task's variables, secrets included, which
     travel only this way); the run's record once the task is running. A detached run's
     supervisor goes on alone; a foreground one stops the task when this process dies."""
-    fg = 0 if detach else os.getpid()
-    assert proc.stdin is not None and proc.stdout is not None
     try:
-        payload = {"root": str(ctx.root), "run_id": run.id, "foreground": fg, "env": env}
-        proc.stdin.write(json.dumps(payload).encode())
-        proc.stdin.close()
+        send_orders(ctx, run, proc, env, detach)
+        assert proc.stdout is not None
         line = proc.stdout.readline().decode(errors="replace").strip()
     except KeyboardInterrupt:
         proc.terminate()  # the supervisor records a STOPPED run if the task had started
         raise
+    return answered(ctx, run, proc, line)
+
+
+def send_orders(
+    ctx: ProjectContext, run: Run, proc: subprocess.Popen[bytes], env: dict[str, str], detach: bool
+) -> None:
+    """The first half of a hand-over: the supervisor answers one line on its stdout."""
+    fg = 0 if detach else os.getpid()
+    assert proc.stdin is not None
+    payload = {"root": str(ctx.root), "run_id": run.id, "foreground": fg, "env": env}
+    proc.stdin.write(json.dumps(payload).encode())
+    proc.stdin.close()
+
+
+def answered(ctx: ProjectContext, run: Run, proc: subprocess.Popen[bytes], line: str) -> Run:
+    """The second half: the run's record once the supervisor said OK; else why not."""
     if line == "OK":
         return current(ctx, run.id)
     if proc.poll() is None:
@@ -201,6 +214,7 @@ def execute(
         owner=(st.st_uid, st.st_gid),
         user_name=_user_name(st.st_uid),
         extra={"labels": {"datmo.project": ctx.info.id}},
+        cache=store.path("cache"),
     )
     # A stats.json counts for this run only if its task writes it: decided by its stat,
     # since a deterministic task writes the same content again.
@@ -209,6 +223,7 @@ def execute(
     started = time.perf_counter()
     try:
         handle = executors.get(run.executor).start(task)
+
     except Exception as e:
         not_started(ctx, run, str(e))  # before answering, so `datmo run` never sees it
         handshake(fd, f"ERR {e}")
@@ -231,8 +246,20 @@ def execute(
         lost_fg = bool(fg_pid) and not alive(fg_pid, fg_start)
         return stop.is_set() or lost_fg or stop_file.exists()
 
+    late: dict[str, Any] = {}
+
+    def record_late(wait: bool) -> None:
+        """What the executor found out since the start, into the record (retried at the
+        next poll when the lock is busy; waited for once the task has ended)."""
+        late.update(handle.late_info(wait=wait))
+        if late:
+            with contextlib.suppress(DatmoError):
+                records.update(store, run.id, lock_timeout=0.2, **late)
+                late.clear()
+
     def poll() -> None:
         requests.poll()
+        record_late(wait=False)
         if on_poll:
             on_poll()
 
@@ -249,6 +276,9 @@ def execute(
         relay=relay,
     )
     seconds = time.perf_counter() - started
+    late.update(handle.late_info(wait=True))
+    if late:
+        run = records.update(store, run.id, **late)
     return Execution(run, handle, ended, seconds, signature(stats) != stats_before)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import subprocess
 import time
@@ -35,7 +36,7 @@ from datmo.core.task.process import alive, effective, start_time
 from datmo.core.task.spec import is_secret
 from datmo.errors import DatmoError
 
-POLL_S = 0.05
+POLL_S = 0.1  # between looks at the records; answers and local tasks' ends wake it
 REFILL_S = 1.0
 Say = Callable[[str], None]
 
@@ -91,10 +92,15 @@ class Worker:
         self.host = host()
         self.me = {"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True}
         self.mine: dict[str, str] = {}  # run id -> its last known status
-        self.spares: dict[str, subprocess.Popen[bytes]] = {}  # a warm supervisor per executor
+        # Warm supervisors, one per slot and executor: runs that end together start together.
+        self.spares: dict[str, list[subprocess.Popen[bytes]]] = {}
         self.blobs = workcopy.Blobs()  # the code of the copies it fills, read once
         self.stopping = ""  # "", "drain": start no more, "now": stop what runs too
         self.ended, self.refilled, self.refill_error = True, 0.0, ""
+        self.handing: dict[str, tuple[Run, subprocess.Popen[bytes]]] = {}  # awaiting answers
+        self.exits: dict[str, int] = {}  # a pidfd for each local task of ours still running
+        self.exited: set[str] = set()  # runs whose task ended (its pidfd said so)
+        self.cold = True  # supervisors were taken since the last warm-up
 
     # -- the loop -------------------------------------------------------------------
     def run(self, should_stop: Callable[[], str] = lambda: "") -> int:
@@ -105,24 +111,31 @@ class Worker:
                 self.stopping = should_stop() or self.stopping
                 if self.stopping == "now":
                     self.stop_mine()
-                active = self.follow()
+                active = self.follow()  # runs whose tasks hold a slot
                 if not self.stopping:
                     requeue_lost(self.ctx, self.sweep_id)
                     self.refill(active)
                     self.dispatch(active)
-                    active = sum(s == RUNNING for s in self.mine.values())
-                if not active and (self.stopping or not self.waiting()):
+                # Done once every run it started is recorded to its end.
+                unfinished = any(s == RUNNING for s in self.mine.values())
+                if not unfinished and (self.stopping or not self.waiting()):
                     break
-                time.sleep(POLL_S)
+                if self.cold and not self.handing:  # the runs just started are under way
+                    self.warm_up()
+                self.wait(POLL_S)
         finally:
-            for proc in self.spares.values():
-                task.dismiss(proc)
+            for procs in [*self.spares.values(), prespawn.leftover()]:
+                for proc in procs:
+                    task.dismiss(proc)
+            for run_id in list(self.exits):
+                self.unwatch(run_id)
         if self.stopping == "now":
             return 130
         return 0 if all(s == SUCCESS for s in self.mine.values()) else 1
 
     def follow(self) -> int:
-        """Take in how this worker's runs stand; how many still run."""
+        """Take in how this worker's runs stand; how many tasks still hold a slot."""
+
         active = 0
         for run_id, status in list(self.mine.items()):
             if status != RUNNING:
@@ -136,8 +149,10 @@ class Worker:
                 runs.settle_lost(self.ctx, now)
             self.mine[run_id] = now.status
             if not now.finished:
-                active += 1
+                active += occupies(now)
+                self.watch(now)
                 continue
+            self.unwatch(run_id)
             self.ended = True
             if self.on_end:
                 self.on_end(now)
@@ -170,19 +185,20 @@ class Worker:
 
     # -- starting runs --------------------------------------------------------------
     def dispatch(self, active: int) -> None:
-        while active < self.slots:
-            claimed = self.claim()
-            if claimed is None:
-                return
-            self.start(claimed)
-            active += 1
+        if active < self.slots:
+            for claimed in self.claim(self.slots - active):
+                self.start(claimed)
 
-    def claim(self) -> Run | None:
-        """The next staged run that fits, made this worker's (RUNNING, under the lock)."""
+    def claim(self, room: int = 1) -> list[Run]:
+        """The next staged runs that fit, up to room, made this worker's (RUNNING), in
+        one hold of the project lock."""
         store = self.ctx.store
+        claimed: list[Run] = []
         with store.lock():
             free = self.free_gpus()
             for run in queued(self.ctx, self.sweep_id):
+                if len(claimed) == room:
+                    break
                 need = int(run.options.get("num_gpus") or 0)
                 if need > len(self.gpus):
                     why = f"it asks for {need} GPU(s) and this worker has {len(self.gpus)}"
@@ -192,26 +208,27 @@ class Worker:
                     continue
                 if need > len(free):
                     continue  # it waits for more GPUs; a later one may fit (backfill)
-                leased = free[:need]
+                leased, free = free[:need], free[need:]
                 options = dict(run.options)
                 if leased:
                     options["gpus"] = ",".join(leased)
                 attempts = int(run.queue.get("attempts") or 0) + 1
                 queue = {**run.queue, "worker": self.id, "host": self.host, "gpus": leased}
                 queue["attempts"] = attempts
-                claimed = records.update(
-                    store,
-                    run.id,
-                    status=RUNNING,
-                    started_at=utcnow(),
-                    supervisor=self.me,
-                    options=options,
-                    queue=queue,
-                    workdir=workcopy.relpath(run.id),
+                claimed.append(
+                    records.update(
+                        store,
+                        run.id,
+                        status=RUNNING,
+                        started_at=utcnow(),
+                        supervisor=self.me,
+                        options=options,
+                        queue=queue,
+                        workdir=workcopy.relpath(run.id),
+                    )
                 )
                 self.mine[run.id] = RUNNING
-                return claimed
-        return None
+        return claimed
 
     def free_gpus(self) -> list[str]:
         """This worker's GPUs that no active run on this host holds."""
@@ -219,7 +236,7 @@ class Worker:
             return []
         held: set[str] = set()
         for run in records.query(self.ctx.store, "status=RUNNING").runs:
-            if run.queue.get("host") == self.host and effective(run).status == RUNNING:
+            if run.queue.get("host") == self.host and occupies(effective(run)):
                 held.update(run.queue.get("gpus") or [])
         return [g for g in self.gpus if g not in held]
 
@@ -228,20 +245,84 @@ class Worker:
         try:
             before = snapshots.get(ctx, run.before_snapshot_id or "")
             workcopy.make(ctx, before, run.id, self.blobs)
-            proc = self.spares.pop(run.executor, None)
-            if proc is None or proc.poll() is not None:
-                proc = prespawn.spawn(["--early", run.executor], cwd=str(ctx.root))
-            # The next one warms up while this run's task starts.
-            self.spares[run.executor] = prespawn.spawn(["--early", run.executor], cwd=str(ctx.root))
-            task.hand_over(ctx, run, proc, self.env_of(run), detach=True)
+            warm = [p for p in self.spares.get(run.executor, []) if p.poll() is None]
+            proc = warm.pop() if warm else prespawn.take() or self.spawn(run.executor)
+            self.spares[run.executor] = warm
+            # Not waited for: its answer is read as it comes (answers), so this worker
+            # goes on starting and following runs meanwhile.
+            task.send_orders(ctx, run, proc, self.env_of(run), detach=True)
+            self.handing[run.id] = (run, proc)
+            self.cold = True  # it took a warm supervisor
+
+        except DatmoError as e:
+            self.not_started(run, e)
+
+    def wait(self, timeout: float) -> None:
+        """Until a supervisor answers, a task of ours ends, or timeout: a slot frees at
+        once rather than at the next look at the records."""
+        outs = {p.stdout.fileno(): run_id for run_id, (_, p) in self.handing.items() if p.stdout}
+        ready, _, _ = select.select([*outs, *self.exits.values()], [], [], timeout)
+        ended = {fd: run_id for run_id, fd in self.exits.items()}
+        for fd in ready:
+            if fd in outs:
+                self.answer(outs[fd])
+            elif fd in ended:  # that task ended: no need to hear of it again
+                self.unwatch(ended[fd])
+                self.exited.add(ended[fd])
+
+    def answer(self, run_id: str) -> None:
+        """Read a supervisor's answer to the orders it was handed."""
+        run, proc = self.handing.pop(run_id)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode(errors="replace").strip()
+        try:
+            task.answered(self.ctx, run, proc, line)
             self.say(f"run {run.id[:8]} started: {run.command}")
         except DatmoError as e:
-            self.mine[run.id] = FAILED
-            self.say(f"run {run.id[:8]} could not start: {e}")
-            with contextlib.suppress(DatmoError):
-                now = records.read(ctx.store, run.id)
-                if now.status == RUNNING and now.supervisor == self.me:  # still ours
-                    task.not_started(ctx, run, str(e))
+            self.not_started(run, e)
+
+    def watch(self, run: Run) -> None:
+        """Be woken when the run's local task ends (a pidfd: readable once it exits)."""
+        proc = run.process
+        if run.id in self.exits or run.id in self.exited or run.executor != "local" or not proc:
+            return
+        try:
+            fd = os.pidfd_open(int(proc["pid"]))
+        except (OSError, AttributeError, KeyError, ValueError):
+            return  # gone already, or no pidfd here: the next look at the records tells
+        if not alive(proc.get("pid"), proc.get("start")):
+            os.close(fd)  # its pid is someone else's now
+            return
+        self.exits[run.id] = fd
+
+    def unwatch(self, run_id: str) -> None:
+        fd = self.exits.pop(run_id, None)
+        if fd is not None:
+            os.close(fd)
+
+    def not_started(self, run: Run, e: DatmoError) -> None:
+        self.mine[run.id] = FAILED
+        self.say(f"run {run.id[:8]} could not start: {e}")
+        with contextlib.suppress(DatmoError):
+            now = records.read(self.ctx.store, run.id)
+            if now.status == RUNNING and now.supervisor == self.me:  # still ours
+                task.not_started(self.ctx, run, str(e))
+
+    def warm_up(self) -> None:
+        """Keep a supervisor waiting for each slot the next runs will take (spawned once
+        the last ones have started, not while they start: on a small machine a Python
+        start-up is what the runs would wait for)."""
+        self.cold = False
+        waiting = queued(self.ctx, self.sweep_id) if not self.stopping else []
+        for executor in {r.executor for r in waiting}:
+            warm = [p for p in self.spares.get(executor, []) if p.poll() is None]
+            want = min(self.slots, sum(r.executor == executor for r in waiting))
+            while len(warm) < want:
+                warm.append(self.spawn(executor))
+            self.spares[executor] = warm
+
+    def spawn(self, executor: str) -> subprocess.Popen[bytes]:
+        return prespawn.spawn(["--early", executor], cwd=str(self.ctx.root))
 
     @staticmethod
     def env_of(run: Run) -> dict[str, str]:
@@ -252,6 +333,15 @@ class Worker:
             if name in os.environ and is_secret(name):
                 env[name] = os.environ[name]
         return env
+
+
+def occupies(run: Run) -> bool:
+    """Whether a run holds its slot and GPUs: until its task has ended. Its after
+    snapshot is taken by its own supervisor meanwhile, so the next run need not wait."""
+    if run.status != RUNNING:
+        return False
+    proc = run.process  # a local task's process, recorded once it started
+    return not (run.executor == "local" and proc and not alive(proc.get("pid"), proc.get("start")))
 
 
 def queued(ctx: ProjectContext, sweep_id: str | None = None) -> list[Run]:

@@ -38,6 +38,7 @@ class TaskContext:
     owner: tuple[int, int]  # uid, gid the task runs as
     user_name: str
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: Path | None = None  # the project's cache folder (what a backend may keep)
 
     @property
     def cwd(self) -> str:
@@ -79,6 +80,11 @@ class TaskHandle(Protocol):
 
     def cleanup(self) -> None:
         """Remove what the task left (its container)."""
+        ...
+
+    def late_info(self, wait: bool = False) -> dict[str, Any]:
+        """Facts for the record found out while the task runs (a local task's packages,
+        probed beside it), once, when they are known; wait: until they are."""
         ...
 
     def send_input(self, data: bytes) -> None:

@@ -161,6 +161,9 @@ class DockerHandle:
                 pass  # still running: SIGTERM, then SIGKILL
             self.container.stop(timeout=int(TERM_GRACE_S))
 
+    def late_info(self, wait: bool = False) -> dict[str, Any]:
+        return {}  # the image says what the task runs with, and it is known at start
+
     def cleanup(self) -> None:
         remove_container(self.container.id)
 

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
-from datmo.core.executor import INT_GRACE_S, TERM_GRACE_S, TaskContext, shell_argv
+from datmo.core.executor import INT_GRACE_S, TERM_GRACE_S, TaskContext, pyprobe, shell_argv
+from datmo.core.storage.fsutil import Owner
 from datmo.core.task.process import start_time
 from datmo.errors import DatmoError
 from datmo.task_sdk import PATH as SDK_PATH
 
 # Asked of the task's own python3 (not datmo's), so the record shows what the task ran with.
-_PROBE = (
-    "import json, platform, importlib.metadata as m; "
-    "print(json.dumps({'python': platform.python_version(),"
-    " 'executable': __import__('sys').executable,"
-    " 'packages': sorted({f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()"
-    " if d.metadata['Name']})}))"
-)
 
 
 def _gpu_table() -> list[tuple[str, str, str]] | None:
@@ -100,6 +92,13 @@ class LocalHandle:
         self.proc = proc
         self.info = info
         self.pty_fd = pty_fd  # interactive runs talk to the task through a pseudo-terminal
+        self.probe: pyprobe.Probe | None = None
+
+    def late_info(self, wait: bool = False) -> dict[str, Any]:
+        if self.probe is None or not (wait or self.probe.done()):
+            return {}
+        probe, self.probe = self.probe, None
+        return {"platform": probe.result()}
 
     def output(self) -> Iterator[bytes]:
         if self.pty_fd is not None:
@@ -167,7 +166,10 @@ class LocalExecutor:
         visible, models = select_gpus(task.run.options.get("gpus"), env.get("CUDA_VISIBLE_DEVICES"))
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
-        info: dict[str, Any] = {"platform": self._probe(env, task), "gpus": models}
+        # What the task runs with is probed beside it, not before it: a run starts at once.
+        owner = Owner(*task.owner) if os.geteuid() == 0 else None
+        probe = pyprobe.Probe(env, task.start_folder(), task.cache, owner)
+        info: dict[str, Any] = {"gpus": models}
         uid, gid = task.owner
         drop = os.geteuid() == 0 and uid != 0
         ids: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if drop else {}
@@ -189,7 +191,9 @@ class LocalExecutor:
             )
             os.close(slave)
             info["process"] = {"pid": proc.pid, "start": start_time(proc.pid)}
-            return LocalHandle(proc, info, master)
+            handle = LocalHandle(proc, info, master)
+            handle.probe = probe
+            return handle
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
@@ -201,20 +205,6 @@ class LocalExecutor:
             **ids,
         )
         info["process"] = {"pid": proc.pid, "start": start_time(proc.pid)}
-        return LocalHandle(proc, info)
-
-    def _probe(self, env: dict[str, str], task: TaskContext) -> dict[str, Any]:
-        facts: dict[str, Any] = {"executor_python": sys.version.split()[0]}
-        try:
-            out = subprocess.run(
-                ["python3", "-c", _PROBE],
-                env=env,
-                cwd=task.start_folder(),
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            facts.update(json.loads(out.stdout))
-        except (OSError, subprocess.SubprocessError, ValueError):
-            facts["python"] = None  # no python3 on PATH: the task may not be Python at all
-        return facts
+        handle = LocalHandle(proc, info)
+        handle.probe = probe
+        return handle

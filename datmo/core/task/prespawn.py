@@ -5,7 +5,9 @@ A Docker run's supervisor spends ~150 ms starting Python and loading the Docker 
 to run. Started first, the two overlap. Only the standard library is imported here.
 
 The early supervisor waits for its orders on stdin; if `datmo run` fails before it
-sends them (bad options, say), stdin reaches end of file and the supervisor exits.
+sends them (bad options, say), stdin reaches end of file and the supervisor exits. A
+`sweep --parallel K` or `queue start -j K` starts K of them, one for each of its first
+runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import subprocess
 
-_early: subprocess.Popen[bytes] | None = None
+_early: list[subprocess.Popen[bytes]] = []
+MAX_EARLY = 8
 
 
 def spawn(args: list[str], cwd: str | None = None) -> subprocess.Popen[bytes]:
@@ -44,22 +47,60 @@ def executor_hint(args: list[str]) -> str:
     return ""
 
 
+def option_value(args: list[str], *names: str) -> str:
+    """The value of the first of these options given on the command line, or ""."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(name + "="):
+                return arg.partition("=")[2]
+            if len(name) == 2 and arg.startswith(name) and len(arg) > 2:
+                return arg[2:]  # -j4
+    return ""
+
+
+def how_many(words: list[str]) -> int:
+    """How many supervisors the command will want at once: one for `run`, K for a
+    `sweep --parallel K` or a `queue start -j K` (each run has its own)."""
+    if words[0] == "run":
+        return 0 if "-i" in words or "--queue" in words else 1
+    if words[0] == "sweep":
+        wanted = option_value(words[1:], "--parallel")
+    elif words[:2] == ["queue", "start"]:
+        wanted = option_value(words[2:], "-j", "--jobs") or "1"
+    else:
+        return 0
+    return min(int(wanted), MAX_EARLY) if wanted.isdigit() else 0
+
+
 def start_early(args: list[str]) -> None:
-    """Called with the CLI's arguments; starts a supervisor when they ask for a run."""
-    global _early
+    """Called with the CLI's arguments; starts the supervisors a run, a sweep or a queue
+    worker will hand its runs to, while the CLI loads and stages them."""
     words = [a for a in args if a != "--debug"]
-    if not words or words[0] != "run" or "--help" in words or "-i" in words:
+    if not words or "--help" in words or "-h" in words:
         return
+    hint = executor_hint(words[1:])
     try:
-        _early = spawn(["--early", executor_hint(words[1:])])
+        for _ in range(how_many(words)):
+            _early.append(spawn(["--early", hint]))
     except OSError:
-        _early = None  # launch starts one the usual way and reports what is wrong
+        pass  # launch starts them the usual way and reports what is wrong
 
 
 def take() -> subprocess.Popen[bytes] | None:
-    """The early supervisor, once, if it is still waiting for its orders."""
-    global _early
-    proc, _early = _early, None
-    if proc is not None and proc.poll() is not None:
-        return None
-    return proc
+    """An early supervisor still waiting for its orders, once; None when none is left."""
+    while _early:
+        proc = _early.pop()
+        if proc.poll() is None:
+            return proc
+    return None
+
+
+def leftover() -> list[subprocess.Popen[bytes]]:
+    """The early supervisors nobody took (to be sent away)."""
+    procs = list(_early)
+    _early.clear()
+    return procs
