@@ -96,6 +96,22 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("DATMO_DEBUG"))
     try:
+        _command(args, debug)
+    finally:
+        _close_index()
+    sys.exit(0)
+
+
+def _close_index() -> None:
+    """The run index a command kept open, closed as a short-lived process always did:
+    the last connection's close folds SQLite's WAL back into the file."""
+    index = sys.modules.get("datmo.core.storage.index")
+    if index is not None:
+        index.close_shared()
+
+
+def _command(args: list[str], debug: bool) -> None:
+    try:
         cli.main(args=args, prog_name="datmo", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -113,4 +129,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(report(KeyboardInterrupt(), debug=False))
     except (Exception, KeyboardInterrupt) as e:
         sys.exit(report(e, debug))
-    sys.exit(0)

@@ -70,7 +70,12 @@ def main(argv: list[str]) -> int:
     ctx = ProjectContext(root, Store(root))
     errlog = records.data_dir(ctx.store, run_id) / records.SUPERVISOR_LOG
     os.dup2(os.open(errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
-    return outcome.supervise(ctx, run_id, payload.get("env", {}), fg, answer)
+    try:
+        return outcome.supervise(ctx, run_id, payload.get("env", {}), fg, answer)
+    finally:
+        from datmo.core.storage.index import close_shared
+
+        close_shared()
 
 
 if __name__ == "__main__":

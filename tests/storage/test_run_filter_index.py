@@ -229,3 +229,29 @@ def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(".edit.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def test_a_process_keeps_its_index_open_and_follows_a_replaced_file(
+    project: Path, cli: Callable[..., Any]
+) -> None:
+    ctx = open_project()
+    first = records.save(
+        ctx.store, Run(id=new_id(), command="a", created_at="2026-01-01T00:00:00Z")
+    )
+    shared = RunIndex.shared(ctx.store)
+    assert RunIndex.shared(ctx.store) is shared  # one connection for the process
+    # Another process (fsck, an upgrade) replaces the file: the next use opens the new one,
+    # so no write goes to an unlinked copy that no reader sees.
+    path = ctx.store.dir / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    second = records.save(
+        ctx.store, Run(id=new_id(), command="b", created_at="2026-01-02T00:00:00Z")
+    )
+    listed = {r.id for r in records.query(ctx.store).runs}
+    assert listed == {first.id, second.id}
+    other = RunIndex(ctx.store)  # what another process would read
+    try:
+        assert {r.id for r in other.query("", [], "created_at", [], None)} == listed
+    finally:
+        other.close()

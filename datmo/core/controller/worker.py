@@ -97,6 +97,7 @@ class Worker:
         self.blobs = workcopy.Blobs()  # the code of the copies it fills, read once
         self.stopping = ""  # "", "drain": start no more, "now": stop what runs too
         self.ended, self.refilled, self.refill_error = True, 0.0, ""
+        self.requeued = 0.0
         self.handing: dict[str, tuple[Run, subprocess.Popen[bytes]]] = {}  # awaiting answers
         self.exits: dict[str, int] = {}  # a pidfd for each local task of ours still running
         self.exited: set[str] = set()  # runs whose task ended (its pidfd said so)
@@ -113,7 +114,7 @@ class Worker:
                     self.stop_mine()
                 active = self.follow()  # runs whose tasks hold a slot
                 if not self.stopping:
-                    requeue_lost(self.ctx, self.sweep_id)
+                    self.requeue()
                     self.refill(active)
                     self.dispatch(active)
                 # Done once every run it started is recorded to its end.
@@ -159,6 +160,14 @@ class Worker:
             else:
                 self.say(f"run {run_id[:8]} {now.status}")
         return active
+
+    def requeue(self) -> None:
+        """Queue again (or record LOST) the runs of dead workers, once a second: a worker
+        dies rarely, and the look costs a query."""
+        now = time.monotonic()
+        if now - self.requeued >= REFILL_S:
+            self.requeued = now
+            requeue_lost(self.ctx, self.sweep_id)
 
     def refill(self, active: int) -> None:
         """Let Bayesian sweeps stage their next trials: at the start, when a run ended,
@@ -253,7 +262,6 @@ class Worker:
             task.send_orders(ctx, run, proc, self.env_of(run), detach=True)
             self.handing[run.id] = (run, proc)
             self.cold = True  # it took a warm supervisor
-
         except DatmoError as e:
             self.not_started(run, e)
 

@@ -168,8 +168,10 @@ class LocalExecutor:
             env["CUDA_VISIBLE_DEVICES"] = visible
         # What the task runs with is probed beside it, not before it: a run starts at once.
         owner = Owner(*task.owner) if os.geteuid() == 0 else None
-        probe = pyprobe.Probe(env, task.start_folder(), task.cache, owner)
+        probe: pyprobe.Probe | None = pyprobe.Probe(env, task.start_folder(), task.cache, owner)
         info: dict[str, Any] = {"gpus": models}
+        if probe is not None and probe.proc is None:  # a kept answer: no process to wait for
+            info["platform"], probe = probe.result(), None
         uid, gid = task.owner
         drop = os.geteuid() == 0 and uid != 0
         ids: dict[str, Any] = {"user": uid, "group": gid, "extra_groups": []} if drop else {}

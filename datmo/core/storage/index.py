@@ -17,6 +17,7 @@ import json
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,6 +37,23 @@ from datmo.core.storage.indexrows import (
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
+_SHARED: weakref.WeakKeyDictionary[Store, RunIndex] = weakref.WeakKeyDictionary()
+
+
+def close_shared() -> None:
+    """Close the connections RunIndex.shared kept open (a command's end)."""
+    for idx in list(_SHARED.values()):
+        idx.close()
+    _SHARED.clear()
+
+
+def _identity(path: os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
 
 class RunIndex:
     def __init__(self, store: Store) -> None:
@@ -43,6 +61,21 @@ class RunIndex:
         self.path = store.dir / "index.sqlite"
         self.runs_dir = store.dir / "runs"
         self._db: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # the (device, inode) it has open
+        self._new = False  # made by this connection: holds none of the records yet
+
+    @classmethod
+    def shared(cls, store: Store) -> RunIndex:
+        """The store's index, kept open for the process's life: opening SQLite and closing
+        it (the last close checkpoints the WAL) cost a writer ~3 ms a record, which a
+        queue worker and its supervisors pay many times a second. Opened again when the
+        file was replaced (fsck rebuilt it), so no process works on an unlinked copy."""
+        idx = _SHARED.get(store)
+        if idx is None:
+            idx = _SHARED[store] = cls(store)
+        elif idx._file is not None and idx._file != _identity(idx.path):
+            idx.close()
+        return idx
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -64,7 +97,7 @@ class RunIndex:
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(FileNotFoundError):
                         chown(f"{self.path}{suffix}", self.store.owner)
-            self._db = db
+            self._db, self._file, self._new = db, _identity(self.path), fresh
         return self._db
 
     def _discard(self) -> None:
@@ -75,11 +108,14 @@ class RunIndex:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
-            self._db = None
+            self._db, self._file = None, None
 
     # -- writes ---------------------------------------------------------------
     def upsert(self, doc: dict[str, Any]) -> None:
         """Call right after writing the record, under the project lock."""
+        if self.db is not None and self._new:  # a new index: filled first, then trusted
+            self._new = False
+            self._sync()
         self._upsert_many([doc], self._mtime_of)
         self._note_folder(by_writer=True)
 
@@ -171,6 +207,9 @@ class RunIndex:
     def _sync(self) -> int:
         if self.is_fresh():
             return 0
+        # Laid out by another datmo since this connection opened it (kept open: shared)?
+        upgrade(self.db)
+        self.db.executescript(DDL)
         known = dict(self.db.execute("SELECT id, file_mtime_ns FROM runs").fetchall())
         present: dict[str, int] = {}
         with contextlib.suppress(FileNotFoundError), os.scandir(self.runs_dir) as it:

@@ -61,11 +61,7 @@ def save(store: Store, run: Run) -> Run:
     with store.lock(), deferred_interrupt():
         doc = run.to_dict()
         store.write_entity(KIND, doc)
-        idx = RunIndex(store)
-        try:
-            idx.upsert(doc)
-        finally:
-            idx.close()
+        RunIndex.shared(store).upsert(doc)
     return run
 
 
@@ -100,39 +96,30 @@ def query(
     sweep_id: str | None = None,
 ) -> Listing:
     """Runs by the `ls --filter/--sort` language (storage/query.py), from the index."""
-    idx = RunIndex(store)
-    try:
-        idx.refresh()
-        where = compile_filter(filter, idx.sections)
-        if sweep_id:  # only a sweep's runs
-            where.sql = f"({where.sql}) AND sweep_id = ?" if where.sql else "sweep_id = ?"
-            where.params.append(sweep_id)
-        order = compile_sort(sort, idx.sections)
-        with gc_paused():
-            found = idx.query(where.sql, where.params, order.sql, order.params, limit)
-        unknown = list(dict.fromkeys(where.unknown + order.unknown))
-        known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
-        return Listing(found, idx.damaged(), unknown, known)
-    finally:
-        idx.close()
+    idx = RunIndex.shared(store)
+    idx.refresh()
+    where = compile_filter(filter, idx.sections)
+    if sweep_id:  # only a sweep's runs
+        where.sql = f"({where.sql}) AND sweep_id = ?" if where.sql else "sweep_id = ?"
+        where.params.append(sweep_id)
+    order = compile_sort(sort, idx.sections)
+    with gc_paused():
+        found = idx.query(where.sql, where.params, order.sql, order.params, limit)
+    unknown = list(dict.fromkeys(where.unknown + order.unknown))
+    known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
+    return Listing(found, idx.damaged(), unknown, known)
 
 
 def of_sweep(store: Store, sweep_id: str) -> list[Run]:
     """Every run of a sweep, from the index."""
-    idx = RunIndex(store)
-    try:
-        return idx.query("sweep_id = ?", [sweep_id], "created_at", [], None)
-    finally:
-        idx.close()
+    idx = RunIndex.shared(store)
+    idx.refresh()
+    return idx.query("sweep_id = ?", [sweep_id], "created_at", [], None)
 
 
 def discard(store: Store, run_id: str) -> None:
     """Remove a run's record, index row and data, as if it had never been made."""
     with store.lock(), deferred_interrupt():
         store.delete_entity(KIND, run_id)
-        idx = RunIndex(store)
-        try:
-            idx.remove(run_id)
-        finally:
-            idx.close()
+        RunIndex.shared(store).remove(run_id)
     shutil.rmtree(data_dir(store, run_id), ignore_errors=True)
