@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -37,14 +38,23 @@ from datmo.core.storage.indexrows import (
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
-_SHARED: weakref.WeakKeyDictionary[Store, RunIndex] = weakref.WeakKeyDictionary()
+# Per thread: a SQLite connection belongs to the thread that opened it.
+_LOCAL = threading.local()
+
+
+def _shared() -> weakref.WeakKeyDictionary[Store, RunIndex]:
+    found: weakref.WeakKeyDictionary[Store, RunIndex] | None = getattr(_LOCAL, "indexes", None)
+    if found is None:
+        found = _LOCAL.indexes = weakref.WeakKeyDictionary()
+    return found
 
 
 def close_shared() -> None:
-    """Close the connections RunIndex.shared kept open (a command's end)."""
-    for idx in list(_SHARED.values()):
+    """Close the connections RunIndex.shared kept open in this thread (a command's end)."""
+    shared = _shared()
+    for idx in list(shared.values()):
         idx.close()
-    _SHARED.clear()
+    shared.clear()
 
 
 def _identity(path: os.PathLike[str]) -> tuple[int, int] | None:
@@ -66,13 +76,14 @@ class RunIndex:
 
     @classmethod
     def shared(cls, store: Store) -> RunIndex:
-        """The store's index, kept open for the process's life: opening SQLite and closing
+        """The store's index, kept open for the thread's life: opening SQLite and closing
         it (the last close checkpoints the WAL) cost a writer ~3 ms a record, which a
         queue worker and its supervisors pay many times a second. Opened again when the
         file was replaced (fsck rebuilt it), so no process works on an unlinked copy."""
-        idx = _SHARED.get(store)
+        shared = _shared()
+        idx = shared.get(store)
         if idx is None:
-            idx = _SHARED[store] = cls(store)
+            idx = shared[store] = cls(store)
         elif idx._file is not None and idx._file != _identity(idx.path):
             idx.close()
         return idx

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from functools import cached_property
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 MIN_PREFIX = 4
 LOCK_TIMEOUT_S = 120.0
+# flock() errors that mean "this filesystem has no locks", not "someone holds it".
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 KINDS = ("snapshots", "environments", "runs", "sweeps")
 LISTING = {
     "snapshots": "datmo snapshot ls --all",
@@ -44,8 +47,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dir = root / DATMO_DIR
-        self._lock_depth = 0
-        self._lock_fd: int | None = None
+        self._held = threading.local()  # how deep this thread is in lock()
 
     @cached_property
     def owner(self) -> Owner | None:
@@ -77,13 +79,15 @@ class Store:
     # -- locking ----------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Exclusive project lock for writers; re-entrant within one process."""
-        if self._lock_depth:
-            self._lock_depth += 1
+        """Exclusive project lock for writers; re-entrant within one thread (another
+        thread of the process waits for it, as another process does)."""
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._held.depth = depth + 1
             try:
                 yield
             finally:
-                self._lock_depth -= 1
+                self._held.depth = depth
             return
         path = self.dir / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -97,6 +101,12 @@ class Store:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except OSError as e:
+                    if e.errno in _NO_LOCKS:
+                        raise DatmoError(
+                            f"the filesystem of {self.dir} refuses file locks ({e.strerror}); "
+                            "datmo needs them (Lustre: mount with -o flock; NFS: run lockd, "
+                            "or NFSv4)"
+                        ) from None
                     if e.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
                     if time.monotonic() > deadline:
@@ -106,11 +116,11 @@ class Store:
                         ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
-            self._lock_fd, self._lock_depth = fd, 1
+            self._held.depth = 1
             try:
                 yield
             finally:
-                self._lock_fd, self._lock_depth = None, 0
+                self._held.depth = 0
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
