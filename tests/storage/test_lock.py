@@ -22,12 +22,11 @@ def test_threads_of_one_process_take_turns(project: Path) -> None:
 
     def work(n: int) -> None:
         for _ in range(20):
-            with store.lock():
-                with store.lock():  # re-entrant in its own thread
-                    inside.append(n)
-                    overlap.append(len(inside) > 1)
-                    time.sleep(0.001)
-                    inside.remove(n)
+            with store.lock(), store.lock():  # re-entrant in its own thread
+                inside.append(n)
+                overlap.append(len(inside) > 1)
+                time.sleep(0.001)
+                inside.remove(n)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in threads:
