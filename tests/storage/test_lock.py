@@ -45,5 +45,5 @@ def test_a_filesystem_without_locks_is_one_clear_error(
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", refuse)
-    with pytest.raises(DatmoError, match="refuses file locks.*-o flock"), store.lock():
+    with pytest.raises(DatmoError, match=r"refuses file locks.*-o flock"), store.lock():
         pass
