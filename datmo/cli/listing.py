@@ -28,6 +28,7 @@ FIELDS = {
     "created": "created_at",
     "started": "started_at",
     "duration": "duration_s",
+    "slurm": "slurm",
 }
 
 
@@ -57,6 +58,8 @@ def columns(runs: Sequence[Any], picked: str | None, table: bool) -> list[tuple[
         out.append(("type", "field", "type"))
     if any(r.tags for r in runs):
         out.append(("tags", "field", "tags"))
+    if any(r.slurm for r in runs):  # runs on Slurm: the job, and Slurm's word on it
+        out.append(("slurm", "field", "slurm"))
     if any(r.message for r in runs):
         out.append(("message", "field", "message"))
     out.append(("command", "field", "command"))
@@ -118,7 +121,22 @@ def _cell(run: Any, section: str, key: str) -> str:
         return (value or "")[:19].replace("T", " ")
     if key == "status" and value == "FAILED" and run.exit_code is not None:
         return f"FAILED ({run.exit_code})"
+    if key == "slurm":
+        return slurm_cell(value)
     return readable(value)
+
+
+def slurm_cell(job: dict[str, Any]) -> str:
+    """'123_0 PENDING (Resources)', '123_0 on node7', '123_0 TIMEOUT'."""
+    if not job:
+        return ""
+    shown = str(job.get("job") or "")
+    state, reason = job.get("state"), job.get("reason")
+    if state:
+        shown += f" {state}" + (f" ({reason})" if reason else "")
+    elif job.get("node"):
+        shown += f" on {job['node']}"
+    return shown
 
 
 def table(
@@ -155,7 +173,7 @@ def table(
 def _least_needed(cols: list[tuple[str, str, str]]) -> int | None:
     """Which column goes first when the table is too wide: config, then message, then
     metrics, from the right; id, status and command stay."""
-    for wanted in ("config", "message", "started_at", "metrics", "tags", "duration_s"):
+    for wanted in ("config", "message", "started_at", "metrics", "tags", "duration_s", "slurm"):
         for i in range(len(cols) - 1, -1, -1):
             _, section, key = cols[i]
             if wanted in (section, key):

@@ -15,18 +15,27 @@ from datmo.cli.output import echo, note
 @click.option("--name", help="Project name (default: the folder's name).")
 @click.option("--description", help="One line describing the project.")
 @click.option("--force", is_flag=True, help="Allow the home folder or /, or a nested project.")
-def init(name: str | None, description: str | None, force: bool) -> None:
+@click.option(
+    "--executor",
+    type=click.Choice(["docker", "local", "slurm"]),
+    help="Where runs go by default (docker when an engine answers, else local).",
+)
+def init(name: str | None, description: str | None, force: bool, executor: str | None) -> None:
     """Make the current folder a datmo project (or update it, keeping its id).
 
     Example: datmo init --name mnist --description "digit classifier"
     """
     from datmo.core.controller import project
 
-    result = project.init(Path.cwd(), name, description, force)
+    result = project.init(Path.cwd(), name, description, force, executor)
     info = result.ctx.info
     verb = "Initialized" if result.created else "Updated"
     echo(f"{verb} datmo project '{info.name}' ({info.id[:8]}) in {result.ctx.store.dir}")
-    if result.created and info.default_executor == "docker":
+    if executor:
+        note(f"Runs go to {executor} by default; --executor picks another for one run.")
+        if executor == "slurm":
+            note("Set Slurm defaults with 'datmo settings set slurm.partition NAME' (and slurm.*)")
+    elif result.created and info.default_executor == "docker":
         note("Runs use Docker by default (a Docker engine answers); --executor local skips it.")
     elif result.created:
         note(

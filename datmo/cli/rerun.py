@@ -6,8 +6,8 @@ import sys
 
 import click
 
+from datmo.cli.ending import datmo_failure_exit, exit_code
 from datmo.cli.output import echo, format_option, note, render
-from datmo.cli.run import _exit_code, datmo_failure_exit
 
 
 @click.command()
@@ -68,7 +68,7 @@ def rerun(
     note(f"rerun {started.id[:8]} of {run_id} started")
     out = sys.stderr.buffer if verify else sys.stdout.buffer
     final = task.follow(ctx, started, out, on_stop=note)
-    code = _exit_code(final, note)
+    code = exit_code(final, note)
     if not verify:
         sys.exit(code)
     from datmo.core.controller import run as runs

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from datmo.cli import slurmopts
+from datmo.cli.ending import datmo_failure_exit, exit_code
 from datmo.cli.output import echo, format_option, note, render
 
 F = Callable[..., Any]
-
-
-@contextlib.contextmanager
-def datmo_failure_exit() -> Iterator[None]:
-    """datmo's own failures in `run` exit 125, as `docker run` does; the task's code is its own."""
-    from datmo.errors import DatmoError
-
-    try:
-        yield
-    except (DatmoError, click.UsageError) as e:
-        err = e if isinstance(e, DatmoError) else DatmoError(e.format_message())
-        if err.exit_code != 130:
-            err.exit_code = 125
-        raise err from None
 
 
 TASK_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -64,8 +51,8 @@ TASK_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (
         ("--executor",),
         {
-            "type": click.Choice(["docker", "local"]),
-            "help": "Run in Docker or as a local process (default: the project's).",
+            "type": click.Choice(["docker", "local", "slurm"]),
+            "help": "Run in Docker, as a local process, or on Slurm (default: the project's).",
         },
     ),
 ]
@@ -162,6 +149,7 @@ def build_spec(command: str, **kw: Any) -> Any:
 @click.option("--num-gpus", type=click.IntRange(0), default=0, help="GPUs a queue worker gives.")
 @click.option("--priority", type=int, default=0, help="With --queue: higher goes first.")
 @click.option("--retry", type=click.IntRange(0), default=0, help="Requeues if its worker dies.")
+@slurmopts.slurm_options
 def run(command: tuple[str, ...], **kw: Any) -> None:
     """Run a task: snapshot before, run the command, snapshot after.
 
@@ -176,8 +164,14 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
     from datmo.core.controller import task
 
     text = command[0] if len(command) == 1 else " ".join(_quote(c) for c in command)
+    on_slurm = slurmopts.given(kw)
     with datmo_failure_exit():
         ctx, spec = build_spec(text, **kw)
+        slurmopts.refuse_unless_slurm(spec.executor, on_slurm)
+        if spec.executor == "slurm":
+            if kw.get("queued"):  # Slurm's queue is the queue
+                spec.detach = True
+            sys.exit(slurmopts.run(ctx, spec, on_slurm))
         if kw.get("queued"):
             from datmo.core.controller import queue
 
@@ -193,7 +187,7 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
         if spec.interactive:
             from datmo.core.controller.interactive import run_interactive
 
-            sys.exit(_exit_code(run_interactive(ctx, spec, progress=note), note))
+            sys.exit(exit_code(run_interactive(ctx, spec, progress=note), note))
         started = runs.start(ctx, spec, progress=note)
     if spec.detach:
         note(
@@ -204,30 +198,13 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
         return
     note(f"run {started.id[:8]} ({spec.executor}) started")
     final = task.follow(ctx, started, sys.stdout.buffer, on_stop=note)
-    sys.exit(_exit_code(final, note))
+    sys.exit(exit_code(final, note))
 
 
 def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
-
-
-def _exit_code(final: Any, say: Callable[[str], None]) -> int:
-    short = final.id[:8]
-    if final.status == "STOPPED":
-        say(f"run {short} STOPPED; its after snapshot is {(final.after_snapshot_id or '-')[:8]}")
-        return 130
-    if final.status == "LOST":
-        say(f"run {short} LOST: {final.error}")
-        return 125
-    if final.error:
-        say(f"run {short} {final.status}: {final.error}")
-    else:
-        say(f"run {short} {final.status} (exit code {final.exit_code})")
-    if final.workdir and final.options.get("keep_workdir") and final.status != "SUCCESS":
-        say(f"its working copy is kept in {final.workdir} ('datmo gc' removes it)")
-    return int(final.exit_code or 0) if final.exit_code is not None else 125
 
 
 def run_row(r: Any) -> dict[str, Any]:

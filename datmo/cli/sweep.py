@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
+from datmo.cli import slurmopts
+from datmo.cli.ending import datmo_failure_exit
 from datmo.cli.output import echo, format_option, note, render
-from datmo.cli.run import build_spec, datmo_failure_exit, task_options
+from datmo.cli.run import build_spec, task_options
 
 
 class SweepGroup(click.Group):
@@ -56,6 +59,7 @@ def sweep() -> None:
 @click.option("--yes", is_flag=True, help="Stage a grid of more than 1,000 points.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag every run. Repeatable.")
 @click.option("-m", "--message", help="What this sweep is for (each run's message).")
+@slurmopts.slurm_options
 def start(command: tuple[str, ...], **kw: Any) -> None:
     """Stage a run for every point of the space (also: datmo sweep COMMAND ...).
 
@@ -70,8 +74,10 @@ def start(command: tuple[str, ...], **kw: Any) -> None:
 
     text = " ".join(command) if len(command) > 1 else command[0]
     items = kw.pop("config")
+    on_slurm = slurmopts.given(kw)
     with datmo_failure_exit():
         ctx, spec = build_spec(text, config=(), **kw)
+        slurmopts.refuse_unless_slurm(spec.executor, on_slurm)
         made = ctl.create(
             ctx,
             spec,
@@ -84,13 +90,20 @@ def start(command: tuple[str, ...], **kw: Any) -> None:
             slots=kw.get("parallel") or 1,
             yes=bool(kw.get("yes")),
             progress=note,
+            slurm_given=on_slurm,
+            slurm_throttle=kw.get("parallel"),
         )
     echo(made.id)
-    if kw.get("parallel"):
-        sys.exit(_follow(ctx, made, kw["parallel"], kw.get("gpus")))
+    if made.executor == "slurm":
+        if kw.get("parallel") and not kw.get("detach"):
+            sys.exit(_follow_slurm(ctx, made, kw["parallel"]))
+        note(f"Slurm runs them; follow with 'datmo sweep show {made.id[:8]}' or 'datmo ls'")
+        return
     if kw.get("detach"):
         _background(ctx, made, kw.get("parallel") or 1, kw.get("gpus"))
         return
+    if kw.get("parallel"):
+        sys.exit(_follow(ctx, made, kw["parallel"], kw.get("gpus")))
     note(
         f"start them with 'datmo queue start' (or 'datmo sweep resume {made.id[:8]} --parallel K')"
     )
@@ -121,16 +134,8 @@ def _follow(ctx: Any, made: Any, jobs: int, gpus: str | None) -> int:
     from datmo.core.controller import sweep as ctl
     from datmo.core.controller import worker
 
-    goal = made.goal
-
-    def ended(run: Any) -> None:
-        shown = " ".join(
-            f"{k}={json.dumps(v)}" for k, v in sorted(run.config.items()) if k in made.space
-        )
-        score = f" {goal[0]}={run.metrics.get(goal[0])}" if goal else ""
-        note(f"run {run.id[:8]} {run.status} {shown}{score}")
-
-    w = worker.Worker(ctx, jobs, worker.gpu_pool(gpus), sweep_id=made.id, on_end=ended)
+    gpu_pool = worker.gpu_pool(gpus)
+    w = worker.Worker(ctx, jobs, gpu_pool, sweep_id=made.id, on_end=_ended(made))
     stopped = [""]
     while True:
         try:
@@ -140,6 +145,42 @@ def _follow(ctx: Any, made: Any, jobs: int, gpus: str | None) -> int:
             note("stopping the sweep's runs (each is recorded STOPPED)...")
             ctl.stop(ctx, made.id)
             stopped[0] = "now"
+    return _summary(ctx, made, 130 if stopped[0] else code)
+
+
+def _ended(made: Any) -> Callable[[Any], None]:
+    goal = made.goal
+
+    def ended(run: Any) -> None:
+        shown = " ".join(
+            f"{k}={json.dumps(v)}" for k, v in sorted(run.config.items()) if k in made.space
+        )
+        score = f" {goal[0]}={run.metrics.get(goal[0])}" if goal else ""
+        note(f"run {run.id[:8]} {run.status} {shown}{score}")
+
+    return ended
+
+
+def _follow_slurm(ctx: Any, made: Any, slots: int) -> int:
+    """Follow a sweep on Slurm (K at a time: its array's throttle) to its end."""
+    from datmo.core.controller import sweep as ctl
+
+    stopped = [False]
+    while True:
+        try:
+            ctl.follow_slurm(ctx, made.id, slots, _ended(made), lambda: stopped[0])
+            break
+        except KeyboardInterrupt:
+            note("stopping the sweep's runs: cancelling its Slurm jobs...")
+            stopped[0] = True
+    return _summary(ctx, made, 130 if stopped[0] else 0)
+
+
+def _summary(ctx: Any, made: Any, code: int) -> int:
+    """The runs ranked by the objective, the best one; the exit code."""
+    from datmo.core.controller import sweep as ctl
+
+    goal = made.goal
     made = ctl.get(ctx, made.id)  # a Bayesian search added its trials meanwhile
     found = ctl.runs_of(ctx, made)
     _table(made, found, "table")
@@ -147,7 +188,7 @@ def _follow(ctx: Any, made: Any, jobs: int, gpus: str | None) -> int:
     if winner is not None:
         value = winner.metrics[goal[0]]
         note(f"best: run {winner.id[:8]} {goal[0]}={value} {json.dumps(winner.config)}")
-    if stopped[0] or code == 130:
+    if code == 130:
         return 130
     if made.search == "tpe":  # a trial whose run was taken out of the queue is no failure
         found = [r for r in found if r is not None]

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
+from datmo.cli.ending import datmo_failure_exit, exit_code
 from datmo.cli.output import echo, note
-from datmo.cli.run import _exit_code, build_spec, datmo_failure_exit, task_options
+from datmo.cli.run import build_spec, task_options
 
 
 def _server_command(kind: str, title: str, example: str) -> click.Command:
@@ -38,7 +39,7 @@ def _server_command(kind: str, title: str, example: str) -> click.Command:
             return
         note(f"{kind} {opened.run.id[:8]} is ready; Ctrl-C stops it and takes its after snapshot")
         final = task.follow(ctx, opened.run, sys.stderr.buffer, on_stop=note)
-        sys.exit(_exit_code(final, note))
+        sys.exit(exit_code(final, note))
 
     return command
 
@@ -79,4 +80,4 @@ def terminal(**kw: Any) -> None:
         )
         spec.type = "terminal"
         final = run_interactive(ctx, spec, progress=note)
-    sys.exit(_exit_code(final, note))
+    sys.exit(exit_code(final, note))

@@ -21,10 +21,17 @@ from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.metrics import MetricsReader, Reported
-from datmo.core.task.process import effective
+from datmo.core.task.process import BEAT_S, effective
 from datmo.errors import DatmoError
 
+# What a Slurm job's signals mean for the record (executor/slurm.py asks for SIGUSR1).
+SLURM_STOPS = {
+    "timeout": "TIMEOUT: the job neared its time limit; the task was stopped, its after "
+    "snapshot taken",
+    "cancel": "cancelled in Slurm (scancel, or preempted)",
+}
 FLUSH_S = 1.0  # how often a RUNNING run's record takes in new metrics, at most
+SLURM_FLUSH_S = 5.0
 LOCK_WAIT_S = 0.2
 SERIES = "series.json"
 
@@ -38,26 +45,33 @@ class Live:
         self.reader = MetricsReader(path, run.config.keys())
         self.shown: tuple[Any, Any] | None = None
         self.last_flush = 0.0
+        self.beat = time.time()
+        # On a cluster the record is on a network filesystem: written less often.
+        self.flush_s = SLURM_FLUSH_S if run.executor == "slurm" else FLUSH_S
 
     def poll(self) -> None:
         self.reader.read()
-        if time.monotonic() - self.last_flush < FLUSH_S:
+        if time.monotonic() - self.last_flush < self.flush_s:
             return
         self.last_flush = time.monotonic()
         got = self.reader.result()
         now = (got.metrics, got.ranges)
-        if not got.metrics or now == self.shown:
+        beat = time.time() - self.beat >= BEAT_S
+        if (not got.metrics or now == self.shown) and not beat:
             return
         try:
             # Only a glimpse for listings: never hold up the task's supervision for the
-            # lock (a big snapshot may hold it); the next poll tries again.
-            records.update(
-                self.ctx.store,
-                self.run_id,
-                lock_timeout=LOCK_WAIT_S,
-                metrics=got.metrics,
-                metric_ranges=got.ranges,
-            )
+            # lock (a big snapshot may hold it); the next poll tries again. The heartbeat
+            # tells datmo on other hosts that this supervisor is alive.
+            changes: dict[str, Any] = {"metrics": got.metrics, "metric_ranges": got.ranges}
+            with self.ctx.store.lock(LOCK_WAIT_S):
+                run = records.read(self.ctx.store, self.run_id)
+                stamp = time.time()
+                changes["supervisor"] = {**run.supervisor, "beat": stamp}
+                if not got.metrics:
+                    changes = {"supervisor": changes["supervisor"]}
+                records.save(self.ctx.store, run.evolve(**changes))
+            self.beat = stamp
             self.shown = now
         except (DatmoError, OSError):
             pass
@@ -132,6 +146,9 @@ def _outcome(ctx: ProjectContext, run: Run, done: task.Execution, got: Reported)
         atomic_write_bytes(data / SERIES, json.dumps(got.series).encode(), ctx.store.owner)
     ended = done.ended
     status = STOPPED if ended.stopped else SUCCESS if ended.code == 0 else FAILED
+    why = SLURM_STOPS.get(done.stop_why) if ended.stopped else None
+    if why:  # stopped by Slurm, not by you: a time limit is a failure
+        status = FAILED if done.stop_why == "timeout" else STOPPED
     config = {**run.config, **got.config}
     changed = overridden(run.config, got.config)
     if changed:
@@ -164,8 +181,8 @@ def _outcome(ctx: ProjectContext, run: Run, done: task.Execution, got: Reported)
         changes.update(after_snapshot_id=after.snapshot.id, metrics=after.snapshot.metrics)
     except Exception as e:  # the task's outcome is still recorded, with why the snapshot failed
         changes["error"] = f"after snapshot failed: {e}"
-    if ended.log_error:
-        changes["error"] = "; ".join(filter(None, [changes.get("error"), ended.log_error]))
+    if ended.log_error or why:
+        changes["error"] = "; ".join(filter(None, [why, changes.get("error"), ended.log_error]))
     return changes
 
 

@@ -37,9 +37,14 @@ class InitResult:
 
 
 def init(
-    folder: Path, name: str | None, description: str | None, force: bool = False
+    folder: Path,
+    name: str | None,
+    description: str | None,
+    force: bool = False,
+    executor: str | None = None,
 ) -> InitResult:
-    """Create `.datmo` in folder, or update the project there, keeping its id."""
+    """Create `.datmo` in folder, or update the project there, keeping its id. executor:
+    where its runs go by default (docker when an engine answers, else local)."""
     root = Path(os.path.abspath(folder))
     home = Path(os.path.expanduser("~")).resolve()
     if not force and root.resolve() in (home, Path("/")):
@@ -77,7 +82,7 @@ def init(
                 description=description or "",
                 created_at=now,
                 updated_at=now,
-                default_executor="docker" if engine_answers() else "local",
+                default_executor=executor or ("docker" if engine_answers() else "local"),
             )
         else:
             try:
@@ -95,6 +100,8 @@ def init(
                 changes["name"] = name
             if description is not None:
                 changes["description"] = description
+            if executor:
+                changes["default_executor"] = executor
             project = project.evolve(**changes)
         ctx.save_info(project)
         if not store.git.exists():

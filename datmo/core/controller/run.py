@@ -19,13 +19,14 @@ from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import LOST, QUEUED, RUNNING, STOPPED, Run
 from datmo.core.storage import runs as records
 from datmo.core.storage.project import ProjectContext
-from datmo.core.task.process import alive, effective, start_time
+from datmo.core.task.process import alive, effective, me, this_host
 from datmo.errors import DatmoError, UsageError
 
 # Listing runs needs none of these: `datmo ls` stays free of the task machinery.
 if TYPE_CHECKING:
     from datmo.core.controller.task import Progress
     from datmo.core.entity.snapshot import Snapshot
+    from datmo.core.executor.slurm import JobOptions
     from datmo.core.task.spec import RunSpec
 
 KIND = records.KIND
@@ -33,7 +34,17 @@ KIND = records.KIND
 
 def get(ctx: ProjectContext, ref: str) -> Run:
     """A run's record as it stands now (a prefix of its id will do)."""
-    return effective(records.read(ctx.store, ref))
+    return settled(ctx, [effective(records.read(ctx.store, ref))])[0]
+
+
+def settled(ctx: ProjectContext, found: list[Run]) -> list[Run]:
+    """Runs as they stand: on Slurm, with what Slurm knows that their records cannot say
+    (one query, and only when a run needs it)."""
+    if not any(r.executor == "slurm" and not r.finished for r in found):
+        return found
+    from datmo.core.controller import slurm
+
+    return slurm.sync(ctx, found)
 
 
 def ls(
@@ -57,7 +68,7 @@ def listing(
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
     found = records.query(ctx.store, filter, sort, limit, sweep_id)
-    found.runs = [effective(r) for r in found.runs]
+    found.runs = settled(ctx, [effective(r) for r in found.runs])
     return found
 
 
@@ -121,6 +132,21 @@ def start(
 
             workcopy.remove(ctx, run.workdir)
         raise
+
+
+def submit_to_slurm(
+    ctx: ProjectContext, spec: RunSpec, options: JobOptions, progress: Progress | None
+) -> Run:
+    """`datmo run --executor slurm`: checked with Slurm first (nothing is made when it
+    refuses), staged (its before snapshot taken now, your tree untouched), submitted;
+    QUEUED until Slurm starts it."""
+    from datmo.core.controller import slurm
+
+    slurm.refuse_local_options(spec)
+    slurm.client.check(options)
+    staged = prepare(ctx, spec, progress, queued=True)
+    slurm.submit(ctx, [staged], options, None, progress)
+    return records.read(ctx.store, staged.id)
 
 
 def _queue_fields(spec: RunSpec, point: int | None) -> dict[str, Any]:
@@ -206,7 +232,7 @@ def prepare(
         workdir = workcopy.make(ctx, snapshot.get(ctx, before_snapshot_id), run_id)
     t2 = time.perf_counter()
     now = utcnow()
-    launcher = {"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True}
+    launcher = me(launcher=True)
     run = Run(
         id=run_id,
         command=rc.command,
@@ -255,11 +281,17 @@ def stop(ctx: ProjectContext, ref: str | None, all: bool = False, wait: float = 
         raise UsageError("give a run id, or --all")
     from datmo.core.controller import task
 
-    staged = [r.id for r in targets if r.status == QUEUED]
+    on_slurm = [r for r in targets if r.executor == "slurm" and r.slurm.get("job")]
+    if on_slurm:
+        from datmo.core.controller import slurm
+
+        slurm.stop(ctx, on_slurm)
+    staged = [r.id for r in targets if r.status == QUEUED and r not in on_slurm]
     if staged:  # never started: stopped as they are
         stop_queued(ctx, staged)
 
-    asked = [r for r in targets if task.request_stop(ctx, r)]
+    asked = [r for r in on_slurm if r.status != QUEUED]
+    asked += [r for r in targets if r not in on_slurm and task.request_stop(ctx, r)]
     deadline = time.monotonic() + wait
     out = []
     for run in targets:
@@ -283,7 +315,8 @@ def settle_lost(ctx: ProjectContext, run: Run) -> Run:
             # By label too: the supervisor may have died before it recorded the container.
             remove_run_containers(run.id, run.container_id)
     leftover = run.process
-    if leftover and alive(leftover.get("pid"), leftover.get("start")):
+    here = run.supervisor.get("host") in (None, this_host())  # a pid means nothing elsewhere
+    if here and leftover and alive(leftover.get("pid"), leftover.get("start")):
         # A local task outlived its supervisor: end its whole process group.
         for sig, pause in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):

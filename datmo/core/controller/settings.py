@@ -1,6 +1,7 @@
 """Project settings: how datmo behaves in this project (`datmo settings set run.capture
-false`). They live in `.datmo/project.json`, never in a snapshot or a run's config, and
-their names have a dot, so none is ever mistaken for a config key."""
+false`, `datmo settings set slurm.partition gpu`). They live in `.datmo/project.json`,
+never in a snapshot or a run's config, and their names have a dot, so none is ever
+mistaken for a config key."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ KNOWN = {
     s.name: s
     for s in [
         Setting("run.capture", bool, True, "read 'key: number' output lines as metrics"),
+        Setting("slurm.partition", str, None, "Slurm partition for runs (sbatch --partition)"),
+        Setting("slurm.time", str, None, "Slurm time limit, such as 2:00:00 (sbatch --time)"),
+        Setting("slurm.memory", str, None, "memory per Slurm job, such as 16g (sbatch --mem)"),
+        Setting("slurm.cpus", int, None, "CPUs per Slurm job (sbatch --cpus-per-task)"),
+        Setting("slurm.account", str, None, "Slurm account to charge (sbatch --account)"),
+        Setting("slurm.qos", str, None, "Slurm quality of service (sbatch --qos)"),
+        Setting("slurm.args", str, None, "other sbatch options, as typed: --constraint=a100"),
+        Setting("slurm.python", str, None, "the Python that runs datmo on compute nodes"),
     ]
 }
 
@@ -48,15 +57,33 @@ def values(ctx: ProjectContext) -> list[tuple[Setting, Any, bool]]:
 
 def set_value(ctx: ProjectContext, name: str, text: str) -> Any:
     setting = _known(name)
-    value = parse_value(text)
+    value = text if setting.kind is str else parse_value(text)
     if setting.kind is bool and not isinstance(value, bool):
         raise UsageError(f"{name} is true or false, not '{text}'")
     if setting.kind is not bool and not isinstance(value, setting.kind):
         raise UsageError(f"{name} takes a {setting.kind.__name__}, not '{text}'")
+    _check(name, value)
     with ctx.store.lock():
         info = ctx.info
         ctx.save_info(info.evolve(settings={**info.settings, name: value}, updated_at=utcnow()))
     return value
+
+
+def _check(name: str, value: Any) -> None:
+    """A value the runs could not use is refused now, not at the next run."""
+    if name == "slurm.memory":
+        from datmo.core.task.spec import parse_memory
+
+        parse_memory(value)
+    elif name == "slurm.cpus" and value < 1:
+        raise UsageError("slurm.cpus takes a whole number of CPUs, 1 or more")
+    elif name == "slurm.args":
+        import shlex
+
+        try:
+            shlex.split(value)
+        except ValueError as e:
+            raise UsageError(f"slurm.args: {e} (quote as a shell would)") from None
 
 
 def unset(ctx: ProjectContext, name: str) -> None:

@@ -9,10 +9,13 @@ derived from that capture with its own config (controller/staging.py).
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from typing import Any
 
 from datmo.core.controller import optimize as tpe
 from datmo.core.controller import run as runs
+from datmo.core.controller import slurm as on_slurm
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller import space as spaces
 from datmo.core.controller import staging
@@ -27,6 +30,7 @@ from datmo.core.util.signals import deferred_interrupt
 from datmo.errors import UsageError
 
 KIND = "sweeps"
+FOLLOW_S = 1.0  # between looks at a sweep on Slurm (one squeue call each)
 
 
 def plan(
@@ -74,6 +78,8 @@ def create(
     slots: int = 1,
     yes: bool = False,
     progress: Progress | None = None,
+    slurm_given: dict[str, Any] | None = None,
+    slurm_throttle: int | None = None,
 ) -> Sweep:
     """Stage every point of the space as a queued run (a tpe search: its first trials,
     one per slot); the sweep's record."""
@@ -88,6 +94,9 @@ def create(
         points: list[spaces.Point] = []
     else:
         points = plan(dims, random, seed, yes)
+    extra: dict[str, Any] = {}
+    if spec.executor == "slurm":  # checked with Slurm before anything is made
+        extra["slurm"] = on_slurm.checked(ctx, spec, slurm_given or {}, slurm_throttle)
     sweep_id = new_id()
     base = staging.capture(ctx, f"before sweep {sweep_id[:8]}: {spec.command}"[:200], progress)
     sweep = Sweep(
@@ -101,7 +110,7 @@ def create(
         seed=seed,
         objective=_objective(objective, optimize),
         executor=spec.executor,
-        options=spec.options(),
+        options={**spec.options(), **extra},
         points=[config for config, _ in points],
         base_snapshot_id=base.id,
     )
@@ -128,17 +137,23 @@ def stage(
     texts: list[dict[str, str]] | None = None,
     progress: Progress | None = None,
 ) -> Sweep:
-    """Stage the runs of the given points (their index in sweep.points)."""
+    """Stage the runs of the given points (their index in sweep.points); a sweep on
+    Slurm submits them as one job array."""
     base = base_of(ctx, sweep, progress)  # captured once for the whole sweep
+    staged = []
     for i in which:
         config = sweep.points[i]
         typed = texts[i] if texts else {k: _text(v) for k, v in config.items()}
         point = dataclasses.replace(
             spec, config={**spec.config, **config}, config_text={**spec.config_text, **typed}
         )
-        runs.prepare(ctx, point, None, queued=True, base=base, sweep_id=sweep.id, point=i)
+        staged.append(
+            runs.prepare(ctx, point, None, queued=True, base=base, sweep_id=sweep.id, point=i)
+        )
     if progress and which:
         progress(f"sweep {sweep.id[:8]}: {len(which)} run(s) staged")
+    if sweep.executor == "slurm":
+        on_slurm.submit_sweep(ctx, sweep, staged, progress)
     return sweep
 
 
@@ -166,6 +181,32 @@ def refill(
             stage(ctx, sweep, spec_of(sweep), range(first, first + n), texts, progress)
             staged += n
     return staged
+
+
+def follow_slurm(
+    ctx: ProjectContext,
+    sweep_id: str,
+    slots: int,
+    on_end: Callable[[Run], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Follow a sweep on Slurm to its end: what Slurm and the records say, each run once
+    as it ends; a Bayesian search asks for its next trials as runs end (and submits
+    them). should_stop: Ctrl-C, say (the sweep is then stopped: its jobs cancelled)."""
+    told: set[str] = set()
+    while True:
+        if should_stop():
+            stop(ctx, sweep_id)
+        sweep = get(ctx, sweep_id)
+        found = runs.settled(ctx, [r for r in runs_of(ctx, sweep) if r is not None])
+        for run in found:
+            if run.finished and run.id not in told:
+                told.add(run.id)
+                on_end(run)
+        more = refill(ctx, sweep.id, slots) if sweep.search == tpe.SEARCH else 0
+        if not more and all(r.finished for r in found):
+            return
+        time.sleep(FOLLOW_S)
 
 
 def _text(value: Any) -> str:
@@ -235,10 +276,15 @@ def stop(ctx: ProjectContext, ref: str) -> tuple[Sweep, int, int]:
 
     sweep = get(ctx, ref)
     found = runs_of(ctx, sweep)
-    staged = runs.stop_queued(ctx, [r.id for r in found if r and r.status == QUEUED])
+    cluster = [r for r in found if r and r.executor == "slurm" and r.slurm.get("job")]
+    on_slurm.stop(ctx, [r for r in cluster if not r.finished])  # one scancel for its jobs
+    local = [r for r in found if r and r not in cluster]
+    staged = runs.stop_queued(ctx, [r.id for r in local if r.status == QUEUED])
+    staged += sum(1 for r in cluster if r.status == QUEUED)
     running = [r for r in found if r and not r.finished and r.status != QUEUED]
     for r in running:
-        task.request_stop(ctx, r)
+        if r not in cluster:
+            task.request_stop(ctx, r)
     sweep = save(ctx, sweep.evolve(stopped_at=utcnow()))
     return sweep, staged, len(running)
 

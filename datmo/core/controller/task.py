@@ -27,7 +27,7 @@ from datmo.core.executor import TaskHandle
 from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
-from datmo.core.task import prespawn
+from datmo.core.task import prespawn, process
 from datmo.core.task.metrics import OutputCapture, appender
 from datmo.core.task.process import alive, effective, start_time
 from datmo.core.task.spec import is_secret
@@ -37,6 +37,7 @@ from datmo.errors import DatmoError
 
 Progress = Callable[[str], None]
 STATS = "stats.json"  # the metrics file a task may leave in its tree
+REFRESH_S = 2.0  # how often follow() asks refresh (one squeue call for a run on Slurm)
 
 
 def current(ctx: ProjectContext, ref: str) -> Run:
@@ -120,11 +121,16 @@ def follow(
     out: BinaryIO,
     on_stop: Progress | None = None,
     stop: bool = True,
+    refresh: Callable[[Run], Run] | None = None,
+    stopper: Callable[[Run], object] | None = None,
 ) -> Run:
     """Print the run's output as it comes; Ctrl-C asks for a stop and waits for the
-    record (stop=False, as `datmo logs -f`: Ctrl-C only stops following, as tail -f)."""
+    record (stop=False, as `datmo logs -f`: Ctrl-C only stops following, as tail -f).
+    refresh: every few seconds, what the record cannot say yet (a run on Slurm: what
+    Slurm knows); stopper: how to stop it (default: ask its supervisor)."""
     path = records.log_path(ctx.store, run.id)
     stop_sent = False
+    refreshed = time.monotonic()
     with open(path, "rb") as log:
         while True:
             try:
@@ -134,6 +140,9 @@ def follow(
                     out.flush()
                     continue
                 run = current(ctx, run.id)
+                if refresh and time.monotonic() - refreshed > REFRESH_S:
+                    refreshed = time.monotonic()
+                    run = refresh(run)
                 if run.finished:
                     rest = log.read()
                     if rest:
@@ -146,7 +155,10 @@ def follow(
                     raise
                 if not stop_sent:
                     stop_sent = True
-                    request_stop(ctx, run)
+                    if stopper:
+                        stopper(run)
+                    else:
+                        request_stop(ctx, run)
                     if on_stop:
                         on_stop(f"stopping run {run.id[:8]} (its after snapshot is being taken)...")
 
@@ -179,6 +191,7 @@ class Execution:
     ended: Ended
     seconds: float  # from asking the executor to start it to its end
     stats_written: bool  # the task wrote stats.json (its stat changed while it ran)
+    stop_why: str = ""  # what stopped it: "stop", or on Slurm "timeout" or "cancel"
 
 
 def execute(
@@ -192,9 +205,9 @@ def execute(
     """Start the task and supervise it to its end; None when it could not start (the run
     is discarded and `datmo run` told why). fd: where `datmo run` waits for its answer;
     on_poll: called a few times a second while the task runs, and once after."""
-    stop = stop_signals()
+    stop = stop_signals(slurm=run.executor == "slurm")
     store = ctx.store
-    me = {"pid": os.getpid(), "start": start_time(os.getpid()), "foreground": fg_pid or None}
+    me = process.me(foreground=fg_pid or None)
     fg_start = start_time(fg_pid) if fg_pid else None
     with store.lock():  # take over only a run still waiting for us (not requeued, not LOST)
         now = records.read(store, run.id)
@@ -237,7 +250,7 @@ def execute(
         relay = RelayServer(data, handle, store.owner)
     handshake(fd, "OK")
     secrets = [v for k, v in env.items() if is_secret(k)]
-    if run.executor == "local":  # a local task also inherits this environment
+    if run.executor in ("local", "slurm"):  # a local task also inherits this environment
         secrets += [v for k, v in os.environ.items() if is_secret(k)]
     requests = SnapshotRequests(ctx, run)
     stop_file = data / records.STOP_FILE
@@ -279,7 +292,8 @@ def execute(
     late.update(handle.late_info(wait=True))
     if late:
         run = records.update(store, run.id, **late)
-    return Execution(run, handle, ended, seconds, signature(stats) != stats_before)
+    why = stop.why or ("stop" if ended.stopped else "")
+    return Execution(run, handle, ended, seconds, signature(stats) != stats_before, why)
 
 
 class SnapshotRequests:
@@ -354,7 +368,10 @@ def not_started(ctx: ProjectContext, run: Run, why: str) -> None:
 
 
 def handshake(fd: int, text: str) -> None:
-    """The supervisor's one-line answer to `datmo run`: OK, or ERR and why."""
+    """The supervisor's one-line answer to `datmo run`: OK, or ERR and why (fd -1: no
+    one waits for it, as in a Slurm job)."""
+    if fd < 0:
+        return
     try:
         os.write(fd, (text.replace("\n", " ") + "\n").encode())
         os.close(fd)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from datmo.core.entity.run import FAILED, LOST, QUEUED, RUNNING, SUCCESS, Run
 from datmo.core.storage import runs as records
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task import prespawn
-from datmo.core.task.process import alive, effective, start_time
+from datmo.core.task.process import alive, effective, me, this_host
 from datmo.core.task.spec import is_secret
 from datmo.errors import DatmoError
 
@@ -43,12 +42,7 @@ Say = Callable[[str], None]
 
 def host() -> str:
     """This machine, as leases name it: its name and this boot (a reboot frees all)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            boot = f.read().strip()[:8]
-    except OSError:
-        boot = ""
-    return f"{socket.gethostname()}:{boot}"
+    return this_host()
 
 
 def gpu_pool(wanted: str | None) -> list[str]:
@@ -90,7 +84,7 @@ class Worker:
         self.on_end = on_end
         self.id = new_id()[:12]
         self.host = host()
-        self.me = {"pid": os.getpid(), "start": start_time(os.getpid()), "launcher": True}
+        self.me = me(launcher=True)
         self.mine: dict[str, str] = {}  # run id -> its last known status
         # Warm supervisors, one per slot and executor: runs that end together start together.
         self.spares: dict[str, list[subprocess.Popen[bytes]]] = {}
@@ -354,8 +348,8 @@ def occupies(run: Run) -> bool:
 
 def queued(ctx: ProjectContext, sweep_id: str | None = None) -> list[Run]:
     """Staged runs in the order a worker takes them: higher priority, then oldest first."""
-    found = records.query(ctx.store, "status=QUEUED").runs
-    if sweep_id:
+    found = [r for r in records.query(ctx.store, "status=QUEUED").runs if r.executor != "slurm"]
+    if sweep_id:  # (runs on Slurm wait in Slurm's queue, not in this one)
         found = [r for r in found if r.sweep_id == sweep_id]
     return sorted(found, key=lambda r: (-int(r.queue.get("priority") or 0), r.created_at, r.id))
 

@@ -56,6 +56,8 @@ class Run:
     sweep_id: str | None = None
     # A queued run: priority, num_gpus, retry, attempts, and the worker and host it went to.
     queue: dict[str, Any] = field(default_factory=dict)
+    # A run on Slurm: its job id, what it asked for, the node, attempts, Slurm's last word.
+    slurm: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # datmo's own failure, when it is why the run ended
     timings: dict[str, float] = field(default_factory=dict)  # where datmo's own time went
     schema_version: int = SCHEMA_VERSION

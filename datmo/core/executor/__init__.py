@@ -14,7 +14,7 @@ from datmo.core.entity.run import Run
 from datmo.core.storage.fsutil import Owner, makedirs
 from datmo.errors import UsageError
 
-EXECUTORS = ("docker", "local")
+EXECUTORS = ("docker", "local", "slurm")
 # A stop is what a terminal's Ctrl-C would do, then firmer: SIGINT first (a script's
 # `except KeyboardInterrupt:` saves its checkpoint), SIGTERM after INT_GRACE_S, SIGKILL
 # after TERM_GRACE_S more.
@@ -182,4 +182,8 @@ def get(name: str) -> Executor:
         from datmo.core.executor.local import LocalExecutor
 
         return LocalExecutor()
+    if name == "slurm":  # on the compute node, inside the job (see executor/slurm.py)
+        from datmo.core.executor.slurm import SlurmExecutor
+
+        return SlurmExecutor()
     raise UsageError(f"unknown executor '{name}'; use one of: {', '.join(EXECUTORS)}")

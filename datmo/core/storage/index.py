@@ -122,13 +122,17 @@ class RunIndex:
             self._db, self._file = None, None
 
     # -- writes ---------------------------------------------------------------
-    def upsert(self, doc: dict[str, Any]) -> None:
-        """Call right after writing the record, under the project lock."""
+    def upsert(self, doc: dict[str, Any], fresh: bool = True) -> None:
+        """Call right after writing the record, under the project lock. fresh: whether
+        the index was up to date just before that write (else it is brought up to date)."""
         if self.db is not None and self._new:  # a new index: filled first, then trusted
             self._new = False
-            self._sync()
+            fresh = False
         self._upsert_many([doc], self._mtime_of)
-        self._note_folder(by_writer=True)
+        if fresh:
+            self._note_folder(by_writer=True)
+        else:
+            self._sync()
 
     def remove(self, run_id: str) -> None:
         with self._tx():

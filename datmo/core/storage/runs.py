@@ -60,8 +60,15 @@ def save(store: Store, run: Run) -> Run:
     """Write the record and its index row together, under the project lock."""
     with store.lock(), deferred_interrupt():
         doc = run.to_dict()
+        if not store.index_writes:
+            store.write_entity(KIND, doc)
+            return run
+        idx = RunIndex.shared(store)
+        # Fresh before this write? Then the write's own note keeps it so; if another host
+        # (a Slurm node) wrote records meanwhile, they are read in as well.
+        fresh = idx.is_fresh()
         store.write_entity(KIND, doc)
-        RunIndex.shared(store).upsert(doc)
+        idx.upsert(doc, fresh)
     return run
 
 

@@ -48,6 +48,9 @@ class Store:
         self.root = root
         self.dir = root / DATMO_DIR
         self._held = threading.local()  # how deep this thread is in lock()
+        # False on a cluster's compute node: SQLite's WAL does not work across hosts on a
+        # network filesystem, so records are written and the index is refreshed where read.
+        self.index_writes = True
 
     @cached_property
     def owner(self) -> Owner | None:

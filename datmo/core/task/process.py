@@ -4,8 +4,13 @@ And so: is a run whose record says RUNNING still running?"""
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 from datmo.core.entity.run import LOST, RUNNING, Run
+
+BEAT_S = 30.0  # how often a supervisor on another host says it is alive
+BEAT_TIMEOUT_S = 150.0  # heard from within this, it is (a network filesystem lags)
 
 
 def start_time(pid: int) -> int | None:
@@ -44,11 +49,37 @@ def alive(pid: int | None, started: int | None) -> bool:
     return started is None or now == started or now == 0
 
 
+def this_host() -> str:
+    """This machine in this boot: its name and boot id (a reboot is another host: no
+    process of the last boot is alive)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()[:8]
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}:{boot}"
+
+
+def me(**more: object) -> dict[str, object]:
+    """This process, as a record names its supervisor."""
+    pid = os.getpid()
+    return {"pid": pid, "start": start_time(pid), "host": this_host(), "beat": time.time(), **more}
+
+
 def effective(run: Run) -> Run:
-    """A RUNNING run whose supervisor is gone is LOST, whatever the record says."""
+    """A RUNNING run whose supervisor is gone is LOST, whatever the record says. On this
+    host (in this boot) that is its process; on another (a compute node) it is a
+    heartbeat the supervisor writes into the record, heard from within BEAT_TIMEOUT_S."""
     if run.status != RUNNING:
         return run
     sup = run.supervisor
+    host = sup.get("host")
+    if host and host != this_host():
+        beat = sup.get("beat")
+        if isinstance(beat, (int, float)) and time.time() - beat < BEAT_TIMEOUT_S:
+            return run
+        why = f"its supervisor on {host.partition(':')[0]} has not been heard from"
+        return run.evolve(status=LOST, error=run.error or why)
     if alive(sup.get("pid"), sup.get("start")):
         return run
     return run.evolve(status=LOST, error=run.error or "its supervisor process is gone")

@@ -74,14 +74,27 @@ class Redactor:
             )
 
 
-def stop_signals() -> threading.Event:
-    """An event set by SIGTERM, SIGINT or SIGHUP: `datmo stop`, or the terminal going away."""
-    stop = threading.Event()
+class StopEvent(threading.Event):
+    """Set by the first stop signal; `why` names it: "stop" (SIGTERM, SIGINT, SIGHUP:
+    `datmo stop`, or the terminal going away) or, in a Slurm job, "timeout" (SIGUSR1:
+    the time limit is near), "cancel" (SIGTERM: scancel or preemption) and "stop"
+    (SIGUSR2: `datmo stop`)."""
+
+    why = ""
+
+
+def stop_signals(slurm: bool = False) -> StopEvent:
+    stop = StopEvent()
+    names: dict[int, str] = {signal.SIGTERM: "stop", signal.SIGINT: "stop", signal.SIGHUP: "stop"}
+    if slurm:
+        names |= {signal.SIGTERM: "cancel", signal.SIGUSR1: "timeout", signal.SIGUSR2: "stop"}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        if not stop.is_set():
+            stop.why = names.get(signum, "stop")
+            stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in names:
         signal.signal(sig, on_signal)
     return stop
 
