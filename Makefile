@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml setup.py
 install: $(STAMP)
 
 # System tools the tests use (git, xfsprogs for the reflink tests, b3sum for benchmarks),
-# a running Docker engine, and the local base images the Docker tests build on.
+# a running Docker engine, the local base images the Docker tests build on, and a
+# one-node Slurm cluster on 127.0.0.1.
 sysdeps:
 	@bash scripts/sysdeps.sh
 	@bash scripts/docker-engine.sh
 	@bash scripts/test-images.sh busybox python
+	@bash scripts/slurm.sh start
 
 lint: install
 	$(BIN)/ruff check datmo tests benchmarks

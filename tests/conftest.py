@@ -170,6 +170,42 @@ def docker_engine() -> None:
         pytest.skip(message)
 
 
+SLURM_CONF = Path(os.environ.get("DATMO_SLURM_DIR", "/var/lib/datmo-slurm")) / "slurm.conf"
+
+
+def _slurm_answers() -> bool:
+    env = {**os.environ, "SLURM_CONF": str(SLURM_CONF)}
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15, env=env
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mix", "alloc"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Path:
+    """The one-node Slurm of scripts/slurm.sh must answer (CI: fail, not skip)."""
+    if not SLURM_CONF.is_file() or not _slurm_answers():
+        message = "no Slurm answers (scripts/slurm.sh start starts one)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return SLURM_CONF
+
+
+@pytest.fixture
+def slurm(slurm_cluster: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Slurm's commands point at the test cluster; jobs of this test are cancelled after."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster))
+    yield slurm_cluster
+    out = subprocess.run(["squeue", "-h", "-o", "%A %j"], capture_output=True, text=True)
+    mine = [line.split()[0] for line in out.stdout.splitlines() if " datmo-" in f" {line}"]
+    if mine:
+        subprocess.run(["scancel", *sorted(set(mine))], capture_output=True)
+
+
 def _image(name: str) -> str:
     tag = f"datmo-test/{name}:latest"
     probe = subprocess.run(["docker", "image", "inspect", tag], capture_output=True)

@@ -39,6 +39,8 @@ def exit_code(final: Any, say: Callable[[str], None]) -> int:
         say(f"run {short} {final.status} (exit code {final.exit_code})")
     if final.workdir and final.options.get("keep_workdir") and final.status != "SUCCESS":
         say(f"its working copy is kept in {final.workdir} ('datmo gc' removes it)")
+    if final.status == "FAILED" and (final.error or "").startswith("TIMEOUT"):
+        return 124  # as timeout(1): the time limit, not the task's own code
     if final.exit_code is None:
         return 125
     if final.status == "FAILED" and not final.exit_code:

@@ -23,8 +23,17 @@ def stage(cli: Callable[..., Any], *args: str) -> str:
     return run_id
 
 
-def spans(cli: Callable[..., Any]) -> dict[str, tuple[str, str]]:
-    return {d["id"]: (d["started_at"], d["ended_at"]) for d in runs(cli)}
+STAMPED = "date +%s.%N; sleep 0.6; date +%s.%N"  # the task's own start and end
+
+
+def spans(cli: Callable[..., Any]) -> dict[str, tuple[float, float]]:
+    """Each run's task, from when it started to when it ended, as the task saw it: a
+    slot is free once the task ended (its after snapshot is its supervisor's)."""
+    out = {}
+    for d in runs(cli):
+        start, end = cli("logs", d["id"][:8]).stdout.split()[:2]
+        out[d["id"]] = (float(start), float(end))
+    return out
 
 
 def test_a_queued_run_holds_the_tree_as_staged_and_leaves_yours_alone(
@@ -94,12 +103,12 @@ def test_bad_queue_options_are_one_line_errors(project: Path, cli: Callable[...,
 def test_a_worker_runs_k_at_a_time_and_exits_by_how_they_ended(
     project: Path, cli: Callable[..., Any]
 ) -> None:
-    ids = [stage(cli, "sleep 0.6") for _ in range(4)]
+    ids = [stage(cli, STAMPED) for _ in range(4)]
     result = cli("queue", "start", "-j", "2")
     assert result.exit_code == 0, result.output
     times = spans(cli)
-    order = sorted(ids, key=lambda i: times[i][0])
-    assert order == ids  # first in, first out
+    claimed = {d["id"]: d["started_at"] for d in runs(cli)}
+    assert sorted(ids, key=claimed.__getitem__) == ids  # first in, first out
     # Two at a time: the third starts only after one of the first two ended.
     assert times[ids[1]][0] < times[ids[0]][1]
     assert times[ids[2]][0] >= min(times[ids[0]][1], times[ids[1]][1])
@@ -133,7 +142,7 @@ def two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
-SHOW_GPU = "echo CVD=$CUDA_VISIBLE_DEVICES; sleep {s}"
+SHOW_GPU = "date +%s.%N; sleep {s}; date +%s.%N; echo CVD=$CUDA_VISIBLE_DEVICES"
 
 
 def test_gpus_are_handed_out_exclusively_and_recorded(
@@ -149,21 +158,21 @@ def test_gpus_are_handed_out_exclusively_and_recorded(
         assert f"CVD={gpu}" in cli("logs", run_id).stdout
         assert doc["options"]["gpus"] == gpu
         assert doc["gpus"] == ["NVIDIA H100 80GB HBM3"]  # the model it ran on
-    # No two runs that overlapped in time held the same GPU.
+    # No two tasks that ran at the same time held the same GPU.
+    t = spans(cli)
     for a in ids:
         for b in ids:
-            da, db = docs[a], docs[b]
-            overlap = da["started_at"] < db["ended_at"] and db["started_at"] < da["ended_at"]
+            overlap = t[a][0] < t[b][1] and t[b][0] < t[a][1]
             if a != b and overlap:
-                assert da["queue"]["gpus"] != db["queue"]["gpus"]
+                assert docs[a]["queue"]["gpus"] != docs[b]["queue"]["gpus"]
 
 
 def test_backfill_a_later_run_that_fits_starts_first(
     project: Path, cli: Callable[..., Any], two_gpus: None
 ) -> None:
-    holder = stage(cli, "--num-gpus", "1", "sleep 1.5")
-    big = stage(cli, "--num-gpus", "2", "true")  # waits: one GPU is taken
-    small = stage(cli, "--num-gpus", "1", "true")  # fits the free one: starts now
+    holder = stage(cli, "--num-gpus", "1", "date +%s.%N; sleep 1.5; date +%s.%N")
+    big = stage(cli, "--num-gpus", "2", "date +%s.%N; date +%s.%N")  # waits: one GPU is taken
+    small = stage(cli, "--num-gpus", "1", "date +%s.%N; date +%s.%N")  # fits the free one
     result = cli("queue", "start", "-j", "3", "--gpus", "0,1")
     assert result.exit_code == 0, result.output
     t = spans(cli)

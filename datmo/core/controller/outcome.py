@@ -10,6 +10,7 @@ the task logged another value for a config key, the task's value, with a note of
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from typing import Any
@@ -21,7 +22,7 @@ from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.metrics import MetricsReader, Reported
-from datmo.core.task.process import BEAT_S, effective
+from datmo.core.task.process import BEAT_S, effective, this_host
 from datmo.errors import DatmoError
 
 # What a Slurm job's signals mean for the record (executor/slurm.py asks for SIGUSR1).
@@ -128,8 +129,18 @@ def _supervise(ctx: ProjectContext, run: Run, env: dict[str, str], fg_pid: int, 
             "task_s": round(task_s, 4),
             "after_snapshot_s": round(snapshot_s, 4),
         }
-        records.update(ctx.store, run.id, **changes, timings=timings)
+        with ctx.store.lock():
+            now = records.read(ctx.store, run.id)
+            # A requeued Slurm job may have started the run again meanwhile: its record
+            # is the new attempt's now.
+            if _mine(now):
+                records.save(ctx.store, now.evolve(**changes, timings=timings))
     return ended.code
+
+
+def _mine(run: Run) -> bool:
+    sup = run.supervisor
+    return sup.get("pid") == os.getpid() and sup.get("host") in (None, this_host())
 
 
 def overridden(given: dict[str, Any], logged: dict[str, Any]) -> dict[str, list[Any]]:
@@ -146,8 +157,10 @@ def _outcome(ctx: ProjectContext, run: Run, done: task.Execution, got: Reported)
         atomic_write_bytes(data / SERIES, json.dumps(got.series).encode(), ctx.store.owner)
     ended = done.ended
     status = STOPPED if ended.stopped else SUCCESS if ended.code == 0 else FAILED
-    why = SLURM_STOPS.get(done.stop_why) if ended.stopped else None
-    if why:  # stopped by Slurm, not by you: a time limit is a failure
+    # Stopped by Slurm, not by you (a time limit is a failure). Slurm may signal the
+    # task itself as well, so the task can end before the supervisor stops it.
+    why = SLURM_STOPS.get(done.stop_why)
+    if why:
         status = FAILED if done.stop_why == "timeout" else STOPPED
     config = {**run.config, **got.config}
     changed = overridden(run.config, got.config)

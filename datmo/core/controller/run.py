@@ -40,7 +40,7 @@ def get(ctx: ProjectContext, ref: str) -> Run:
 def settled(ctx: ProjectContext, found: list[Run]) -> list[Run]:
     """Runs as they stand: on Slurm, with what Slurm knows that their records cannot say
     (one query, and only when a run needs it)."""
-    if not any(r.executor == "slurm" and not r.finished for r in found):
+    if not any(r.executor == "slurm" and _open(r) for r in found):
         return found
     from datmo.core.controller import slurm
 
@@ -70,6 +70,12 @@ def listing(
     found = records.query(ctx.store, filter, sort, limit, sweep_id)
     found.runs = settled(ctx, [effective(r) for r in found.runs])
     return found
+
+
+def _open(run: Run) -> bool:
+    """Not yet recorded to an end: QUEUED, or RUNNING with a silent supervisor (LOST as
+    judged now, no end written)."""
+    return run.status == QUEUED or (run.status == LOST and not run.ended_at)
 
 
 # -- starting ------------------------------------------------------------------------

@@ -198,7 +198,8 @@ def _described(options: client.JobOptions) -> dict[str, Any]:
 
 def needs_sync(run: Run) -> bool:
     """A run on Slurm whose state Slurm may know better than its record."""
-    return run.executor == "slurm" and run.status in (QUEUED, LOST) and bool(run.slurm.get("job"))
+    waiting = run.status == QUEUED or (run.status == LOST and not run.ended_at)
+    return run.executor == "slurm" and waiting and bool(run.slurm.get("job"))
 
 
 def sync(ctx: ProjectContext, found: list[Run]) -> list[Run]:

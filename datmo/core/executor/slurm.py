@@ -203,22 +203,45 @@ class JobState:
 
 def states(jobs: list[str]) -> dict[str, JobState]:
     """The state of each job Slurm still knows (about 5 minutes past its end), in one
-    squeue call; a job it forgot is missing from the answer."""
+    squeue call; a job it forgot is missing from the answer. An array's task ("123_4")
+    that has not started is listed by squeue under its array ("123_[4-9%2]", or "123"
+    when it was cancelled before it started): those answer for it too."""
     if not jobs:
         return {}
-    out = _run(["squeue", "-h", "-t", "all", "-j", ",".join(jobs), "-o", "%i|%T|%r|%N"])
+    asked = sorted({*jobs, *(j.split("_")[0] for j in jobs)})
+    out = _run(["squeue", "-h", "-t", "all", "-j", ",".join(asked), "-o", "%i|%T|%r|%N"])
     if out.returncode != 0:
         if "Invalid job id" in out.stderr:
             return {}  # none of them is known any more
         raise SlurmError(f"squeue failed: {_error_line(out.stderr)}")
-    found = {}
+    listed: dict[str, JobState] = {}
     for line in out.stdout.splitlines():
         parts = line.split("|")
         if len(parts) != 4:
             continue
         job, state, reason, node = (p.strip() for p in parts)
-        found[job] = JobState(job, state, "" if reason in ("None", "(null)") else reason, node)
+        reason = "" if reason in ("None", "(null)") else reason
+        for one in _tasks(job):
+            listed.setdefault(one, JobState(one, state, reason, node))
+    found = {}
+    for job in jobs:
+        known = listed.get(job) or listed.get(job.split("_")[0])
+        if known is not None:
+            found[job] = JobState(job, known.state, known.reason, known.node)
     return found
+
+
+def _tasks(listed: str) -> list[str]:
+    """The job ids one squeue line stands for: "123_4", "123", or "123_[0-3,7%2]"."""
+    base, _, rest = listed.partition("_[")
+    if not rest:
+        return [listed]
+    out = []
+    for part in rest.rstrip("]").split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            out += [f"{base}_{i}" for i in range(int(low), int(high or low) + 1)]
+    return out
 
 
 def cancel(jobs: list[str], signal: str | None = None) -> None:
