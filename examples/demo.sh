@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a copy of examples/quickstart:
 # init, two snapshots with different config and metrics, an unchanged re-snapshot, list,
-# diff, status, checkout.
+# diff, status, checkout; runs, sweeps, the queue, Slurm.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/datmo-demo.XXXXXX")"
@@ -60,5 +60,29 @@ show datmo tag "$big" best
 show datmo rerun "$small" --verify
 show datmo delete "$small"
 show datmo gc --grace 0
+
+# Many runs at once: a grid sweep, two at a time, each run in a working copy of its own
+# (your tree is left alone), ranked by its objective; then a Bayesian search (Optuna's
+# TPE) over a learning-rate range; then the queue: staged now, run by a worker.
+show datmo sweep --executor local "python3 train.py" -c lr=0.05,0.2,0.8 -c epochs=2,4 --parallel 2 --objective test_acc:max
+show datmo sweep --executor local "python3 train.py" -c "lr=loguniform(0.01,1)" -c epochs=3 --optimize test_acc:max --trials 6 --parallel 2
+show datmo sweep ls
+show datmo run --queue --executor local -c lr=0.3 "python3 train.py"
+show datmo run --queue --executor local -c lr=0.6 --priority 5 "python3 train.py"
+show datmo queue ls
+show datmo queue start -j 2
+
+# On a cluster: the same runs through Slurm. Here, a real one-node Slurm on 127.0.0.1
+# (scripts/slurm.sh, which make test starts); on your cluster, just --executor slurm.
+if [ "$(id -u)" = 0 ] && bash "$here/../scripts/slurm.sh" start >/dev/null 2>&1; then
+  export SLURM_CONF=/var/lib/datmo-slurm/slurm.conf
+  show datmo run --executor slurm --time 5 -c lr=0.4 -m "on Slurm" "python3 train.py"
+  show datmo sweep --executor slurm "python3 train.py" -c lr=0.1,0.4 --parallel 2 --objective test_acc:max
+  show datmo ls --limit 4
+else
+  echo
+  echo "(no Slurm here: 'bash scripts/slurm.sh start' as root starts a one-node cluster)"
+fi
 echo
-echo "demo finished: snapshots, a diff, a checkout round trip, runs with config, a rerun"
+echo "demo finished: snapshots, a diff, a checkout round trip, runs with config, a rerun,"
+echo "sweeps (grid and Bayesian), the queue, and runs on Slurm"

@@ -76,6 +76,8 @@ MpiDefault=none
 GresTypes=gpu
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+# For benchmarks: jobs that share the node's CPUs, so twenty can run at once.
+PartitionName=shared Nodes=$HOST MaxTime=INFINITE State=UP OverSubscribe=FORCE:16
 EOF
   cat >"$DIR/gres.conf" <<EOF
 NodeName=$HOST Name=gpu File=/dev/null
@@ -98,11 +100,17 @@ answers() { SLURM_CONF="$CONF" timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -qE
 
 start() {
   install
-  if [ -f "$CONF" ] && answers; then
+  local before=""
+  [ -f "$CONF" ] && before="$(cat "$CONF")"
+  configure
+  if [ -n "$before" ] && [ "$before" = "$(cat "$CONF")" ] && answers; then
     say "Slurm answers already ($CONF)"
     return 0
   fi
-  configure
+  if answers; then  # running with an older configuration of ours: read the new one
+    SLURM_CONF="$CONF" scontrol reconfigure && sleep 1
+    answers && { say "Slurm reconfigured ($CONF)"; return 0; }
+  fi
   start_munge
   export SLURM_CONF="$CONF"
   pid_alive "$DIR/slurmctld.pid" || slurmctld -f "$CONF"

@@ -411,3 +411,17 @@ def test_a_non_root_users_project_runs_as_that_user(user_project: Any) -> None:
     assert doc["status"] == "SUCCESS"
     for path in (root / ".datmo").rglob("*"):
         assert path.stat().st_uid == entry.pw_uid, path
+
+
+def test_gc_frees_a_submission_once_none_of_its_runs_is_left(
+    project: Path, cli: Callable[..., Any], slurm: Path
+) -> None:
+    assert cli("run", *SLURM, "true").exit_code == 0
+    doc = only_run(cli)
+    batch = project / ".datmo" / "slurm" / f"{doc['slurm']['batch']}.json"
+    assert batch.is_file() and Path(doc["slurm"]["output"]).parent.is_dir()
+    assert cli("gc", "--grace", "0").exit_code == 0
+    assert batch.is_file()  # its run is still there
+    assert cli("delete", doc["id"][:8]).exit_code == 0
+    assert cli("gc", "--grace", "0").exit_code == 0
+    assert not batch.exists() and not Path(doc["slurm"]["output"]).parent.exists()

@@ -178,6 +178,7 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
                     if not dry_run:
                         shutil.rmtree(folder, ignore_errors=True)
         report.scratch_bytes = _scratch(ctx, now, grace_s, dry_run)
+        report.scratch_bytes += _slurm_batches(ctx, runs, now, grace_s, dry_run)
         report.git_bytes = _git_gc(ctx, dry_run, grace_s)
         if not dry_run:
             store.objects.clean_tmp(grace_s)
@@ -214,6 +215,31 @@ def _scratch(ctx: ProjectContext, now: float, grace_s: float, dry_run: bool) -> 
                     workcopy.remove(ctx, f".datmo/{workcopy.FOLDER}/{entry.name}")
                 else:
                     shutil.rmtree(entry, ignore_errors=True)
+    return freed
+
+
+def _slurm_batches(
+    ctx: ProjectContext, runs: set[str], now: float, grace_s: float, dry_run: bool
+) -> int:
+    """Slurm submissions (their run list and job output) none of whose runs is left."""
+    folder = ctx.store.path("slurm")
+    if not folder.is_dir():
+        return 0
+    freed = 0
+    for entry in folder.glob("*.json"):
+        if now - entry.stat().st_mtime < grace_s:
+            continue
+        try:
+            listed = set(json.loads(entry.read_bytes()).get("runs") or [])
+        except (ValueError, AttributeError, OSError):
+            continue  # fsck's to name
+        if listed & runs:
+            continue
+        output = folder / entry.stem
+        freed += entry.stat().st_size + (_size(output) if output.is_dir() else 0)
+        if not dry_run:
+            shutil.rmtree(output, ignore_errors=True)
+            entry.unlink(missing_ok=True)
     return freed
 
 

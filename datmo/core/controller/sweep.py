@@ -30,7 +30,7 @@ from datmo.core.util.signals import deferred_interrupt
 from datmo.errors import UsageError
 
 KIND = "sweeps"
-FOLLOW_S = 1.0  # between looks at a sweep on Slurm (one squeue call each)
+FOLLOW_S = 0.25  # between looks at a sweep on Slurm (one squeue call each)
 
 
 def plan(
@@ -95,6 +95,11 @@ def create(
     else:
         points = plan(dims, random, seed, yes)
     extra: dict[str, Any] = {}
+    if spec.executor == "slurm" and optimize and not slurm_throttle:
+        raise UsageError(
+            "--optimize on Slurm needs --parallel K: datmo asks for each next trial as "
+            "runs end, so it follows the sweep"
+        )
     if spec.executor == "slurm":  # checked with Slurm before anything is made
         extra["slurm"] = on_slurm.checked(ctx, spec, slurm_given or {}, slurm_throttle)
     sweep_id = new_id()
