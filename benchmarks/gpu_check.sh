@@ -87,4 +87,24 @@ say "ok   --gpus $n refused before the task (exit 125): $(cat refused.txt)"
 [[ "$(datmo ls --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" == 2 ]] \
   || { say "FAIL the refused run left a record"; exit 1; }
 say "ok   no record left by the refused run"
+
+# A two-run sweep, one GPU each: a queue worker hands out the GPUs and each run records
+# the one it held and the model it ran on.
+datmo sweep --executor local --num-gpus 1 --parallel 2 \
+  "python3 -c 'import os, torch; print(\"cvd:\", os.environ[\"CUDA_VISIBLE_DEVICES\"], torch.cuda.device_count())'" \
+  -c "i=range(2)" >sweep.out
+datmo ls --format json > runs.json
+python3 - <<'PY'
+import json, sys
+runs = [r for r in json.load(open("runs.json")) if r.get("sweep_id")]
+checks = {
+    "two sweep runs": len(runs) == 2,
+    "both SUCCESS": all(r["status"] == "SUCCESS" for r in runs),
+    "each held one GPU": all(len(r["queue"].get("gpus") or []) == 1 for r in runs),
+    "each recorded its GPU model": all(r["gpus"] for r in runs),
+}
+for name, ok in checks.items():
+    print(f"[gpu_check] {'ok  ' if ok else 'FAIL'} {name}")
+sys.exit(0 if all(checks.values()) else 1)
+PY
 say "PASS"

@@ -425,3 +425,18 @@ def test_gc_frees_a_submission_once_none_of_its_runs_is_left(
     assert cli("delete", doc["id"][:8]).exit_code == 0
     assert cli("gc", "--grace", "0").exit_code == 0
     assert not batch.exists() and not Path(doc["slurm"]["output"]).parent.exists()
+
+
+def test_where_the_site_keeps_accounts_sacct_answers_for_a_forgotten_job(
+    project: Path, cli: Callable[..., Any], slurm: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    run_id = held_run(cli)
+    job = run_doc(cli, run_id)["slurm"]["job"]
+    pretend_running_elsewhere(project, run_id, beat_age=1000)
+    fake_squeue(tmp_path / "bin", "", tmp_path / "log")  # past squeue's memory
+    sacct = tmp_path / "bin" / "sacct"
+    sacct.write_text(f'#!/bin/sh\necho "{job}|TIMEOUT|node9"\n')
+    sacct.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    doc = run_doc(cli, run_id)
+    assert doc["status"] == "FAILED" and doc["error"].startswith("TIMEOUT in Slurm"), doc

@@ -212,7 +212,11 @@ def sync(ctx: ProjectContext, found: list[Run]) -> list[Run]:
     if not asked:
         return found
     try:
-        known = client.states([str(r.slurm["job"]) for r in asked])
+        jobs = [str(r.slurm["job"]) for r in asked]
+        known = client.states(jobs)
+        forgotten = [j for j in jobs if j not in known]
+        if forgotten:  # past squeue's memory: sacct knows, where the site keeps accounts
+            known.update(client.accounted(forgotten))
     except DatmoError:
         return found  # no answer now: the records as they are
     changed: dict[str, Run] = {}

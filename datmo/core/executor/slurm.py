@@ -231,6 +231,23 @@ def states(jobs: list[str]) -> dict[str, JobState]:
     return found
 
 
+def accounted(jobs: list[str]) -> dict[str, JobState]:
+    """Where the site keeps accounting (sacct), the state of jobs squeue has forgotten;
+    {} where it does not (as on a cluster without slurmdbd)."""
+    if not jobs or shutil.which("sacct") is None:
+        return {}
+    out = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(jobs), "-o", "JobID,State,NodeList"])
+    if out.returncode != 0:
+        return {}
+    found = {}
+    for line in out.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[0] in jobs:
+            state = parts[1].split()[0]  # "CANCELLED by 1000"
+            found[parts[0]] = JobState(parts[0], state, "", parts[2])
+    return found
+
+
 def _tasks(listed: str) -> list[str]:
     """The job ids one squeue line stands for: "123_4", "123", or "123_[0-3,7%2]"."""
     base, _, rest = listed.partition("_[")
