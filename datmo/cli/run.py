@@ -287,7 +287,9 @@ def logs(run_id: str, follow: bool) -> None:
     ctx = open_project()
     r = runs.get(ctx, run_id)
     if follow and not r.finished:
-        task.follow(ctx, r, sys.stdout.buffer, stop=False)  # Ctrl-C: stop following only
+        # Ctrl-C: stop following only. A run on Slurm: what Slurm knows, now and then.
+        refresh = lambda now: runs.settled(ctx, [now])[0]  # noqa: E731
+        task.follow(ctx, r, sys.stdout.buffer, stop=False, refresh=refresh)
         return
     with open(records.log_path(ctx.store, r.id), "rb") as f:
         while chunk := f.read(1 << 16):

@@ -131,8 +131,8 @@ class RunIndex:
         self._upsert_many([doc], self._mtime_of)
         if fresh:
             self._note_folder(by_writer=True)
-        else:
-            self._sync()
+        else:  # scanned under the writer's lock, its own write included: a writer's note
+            self._sync(by_writer=True)
 
     def remove(self, run_id: str) -> None:
         with self._tx():
@@ -219,7 +219,7 @@ class RunIndex:
         with self.store.lock():  # a writer between our read and our write would be undone
             return self._sync()
 
-    def _sync(self) -> int:
+    def _sync(self, by_writer: bool = False) -> int:
         if self.is_fresh():
             return 0
         # Laid out by another datmo since this connection opened it (kept open: shared)?
@@ -247,7 +247,7 @@ class RunIndex:
         if gone or damaged:  # a record damaged since it was indexed loses its old row
             with self._tx():
                 self._delete(gone + damaged)
-        self._note_folder()
+        self._note_folder(by_writer)
         # Never indexed, damaged records are stale at every sync, so this counts them all.
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('damaged', ?)", (len(damaged),))
         return len(docs) + len(gone)
