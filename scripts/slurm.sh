@@ -57,6 +57,8 @@ SlurmUser=root
 SlurmdUser=root
 CommunicationParameters=NoInAddrAny
 AuthType=auth/munge
+# A requeued job waits this long before it starts again (Slurm's default is 120 s).
+AuthInfo=cred_expire=10
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
@@ -107,9 +109,9 @@ start() {
     say "Slurm answers already ($CONF)"
     return 0
   fi
-  if answers; then  # running with an older configuration of ours: read the new one
-    SLURM_CONF="$CONF" scontrol reconfigure && sleep 1
-    answers && { say "Slurm reconfigured ($CONF)"; return 0; }
+  if [ -n "$before" ] && [ "$before" != "$(cat "$CONF")" ]; then
+    stop  # running with an older configuration of ours: start again with the new one
+    sleep 1
   fi
   start_munge
   export SLURM_CONF="$CONF"
