@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datmo.core.controller import run as runs
-from datmo.core.controller import worker as workers
-from datmo.core.controller.task import Progress
 from datmo.core.entity.base import utcnow
 from datmo.core.entity.run import QUEUED, Run
 from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import atomic_write_bytes
 from datmo.core.storage.project import ProjectContext
-from datmo.core.task.process import alive, start_time
-from datmo.core.task.spec import RunSpec
+from datmo.core.task.process import alive, start_time, this_host
 from datmo.errors import DatmoError
+
+if TYPE_CHECKING:  # listing the queue loads none of the worker's machinery
+    from datmo.core.controller.task import Progress
+    from datmo.core.controller.worker import Worker
+    from datmo.core.task.spec import RunSpec
 
 FOLDER = "queue"  # in .datmo
 
@@ -39,7 +41,9 @@ def stage(ctx: ProjectContext, spec: RunSpec, progress: Progress | None = None) 
 
 def ls(ctx: ProjectContext, limit: int | None = None) -> list[Run]:
     """Staged runs in the order workers take them, then the running ones they started."""
-    staged = workers.queued(ctx)
+    staged = records.queued(ctx.store, limit=limit)
+    if limit and len(staged) >= limit:
+        return staged
     started = [r for r in runs.ls(ctx, "status=RUNNING") if r.queue]
     found = staged + started
     return found[:limit] if limit else found
@@ -59,7 +63,7 @@ def remove(ctx: ProjectContext, ref: str) -> Run:
 
 
 def clear(ctx: ProjectContext) -> int:
-    staged = workers.queued(ctx)
+    staged = records.queued(ctx.store)
     for run in staged:
         remove(ctx, run.id)
     return len(staged)
@@ -83,7 +87,7 @@ def _path(ctx: ProjectContext, worker_id: str, suffix: str = ".json") -> Any:
     return ctx.store.path(FOLDER, f"{worker_id}{suffix}")
 
 
-def register(ctx: ProjectContext, w: workers.Worker) -> None:
+def register(ctx: ProjectContext, w: Worker) -> None:
     doc = {
         "id": w.id,
         "pid": os.getpid(),
@@ -121,7 +125,7 @@ def alive_workers(ctx: ProjectContext) -> list[WorkerInfo]:
             doc = ctx.store.read_json(f"{FOLDER}/{name}")
         except DatmoError:
             continue
-        if doc.get("host") != workers.host():
+        if doc.get("host") != this_host():
             continue  # another machine's: not ours to judge
         if not alive(doc.get("pid"), doc.get("start")):
             unregister(ctx, name[:-5])

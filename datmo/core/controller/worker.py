@@ -37,6 +37,7 @@ from datmo.errors import DatmoError
 
 POLL_S = 0.1  # between looks at the records; answers and local tasks' ends wake it
 REFILL_S = 1.0
+BACKFILL = 256  # how far down the queue a free slot looks for a run that fits
 Say = Callable[[str], None]
 
 
@@ -178,7 +179,7 @@ class Worker:
                 self.say(f"sweeps: {e}")
 
     def waiting(self) -> bool:
-        return bool(queued(self.ctx, self.sweep_id))
+        return bool(queued(self.ctx, self.sweep_id, limit=1))
 
     def stop_mine(self) -> None:
         for run_id, status in self.mine.items():
@@ -199,7 +200,9 @@ class Worker:
         claimed: list[Run] = []
         with store.lock():
             free = self.free_gpus()
-            for run in queued(self.ctx, self.sweep_id):
+            # The first BACKFILL staged runs: a later one that fits the free GPUs may go
+            # before an earlier one that waits for more.
+            for run in queued(self.ctx, self.sweep_id, limit=BACKFILL + room):
                 if len(claimed) == room:
                     break
                 need = int(run.options.get("num_gpus") or 0)
@@ -315,7 +318,7 @@ class Worker:
         the last ones have started, not while they start: on a small machine a Python
         start-up is what the runs would wait for)."""
         self.cold = False
-        waiting = queued(self.ctx, self.sweep_id) if not self.stopping else []
+        waiting = queued(self.ctx, self.sweep_id, self.slots) if not self.stopping else []
         for executor in {r.executor for r in waiting}:
             warm = [p for p in self.spares.get(executor, []) if p.poll() is None]
             want = min(self.slots, sum(r.executor == executor for r in waiting))
@@ -346,12 +349,9 @@ def occupies(run: Run) -> bool:
     return not (run.executor == "local" and proc and not alive(proc.get("pid"), proc.get("start")))
 
 
-def queued(ctx: ProjectContext, sweep_id: str | None = None) -> list[Run]:
+def queued(ctx: ProjectContext, sweep_id: str | None = None, limit: int | None = None) -> list[Run]:
     """Staged runs in the order a worker takes them: higher priority, then oldest first."""
-    found = [r for r in records.query(ctx.store, "status=QUEUED").runs if r.executor != "slurm"]
-    if sweep_id:  # (runs on Slurm wait in Slurm's queue, not in this one)
-        found = [r for r in found if r.sweep_id == sweep_id]
-    return sorted(found, key=lambda r: (-int(r.queue.get("priority") or 0), r.created_at, r.id))
+    return records.queued(ctx.store, sweep_id, limit)
 
 
 def requeue_lost(ctx: ProjectContext, sweep_id: str | None = None) -> list[str]:

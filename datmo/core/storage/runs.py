@@ -17,6 +17,7 @@ from typing import Any
 from datmo.core.entity.run import Run
 from datmo.core.storage.fsutil import atomic_write_bytes, chown, makedirs
 from datmo.core.storage.index import RunIndex
+from datmo.core.storage.indexrows import FIELDS
 from datmo.core.storage.query import compile_filter, compile_sort
 from datmo.core.storage.store import Store
 from datmo.core.util.memory import gc_paused
@@ -115,6 +116,20 @@ def query(
     unknown = list(dict.fromkeys(where.unknown + order.unknown))
     known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
     return Listing(found, idx.damaged(), unknown, known)
+
+
+def queued(store: Store, sweep_id: str | None = None, limit: int | None = None) -> list[Run]:
+    """Staged runs in the order a queue worker takes them: higher priority first, then
+    oldest first; not those on Slurm (they wait in Slurm's queue). Ordered and cut by
+    the index, so the first few of a thousand cost what the first few of ten do."""
+    queue, executor = FIELDS.index("queue"), FIELDS.index("executor")
+    where = f"status = 'QUEUED' AND json_extract(doc, '$[{executor}]') != 'slurm'"
+    params: list[Any] = []
+    if sweep_id:
+        where += " AND sweep_id = ?"
+        params.append(sweep_id)
+    order = f"-COALESCE(json_extract(doc, '$[{queue}].priority'), 0), created_at"
+    return RunIndex.shared(store).query(where, params, order, [], limit)
 
 
 def of_sweep(store: Store, sweep_id: str) -> list[Run]:
