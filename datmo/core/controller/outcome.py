@@ -9,6 +9,7 @@ the task logged another value for a config key, the task's value, with a note of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -18,7 +19,7 @@ from datmo.core.controller import task
 from datmo.core.entity.base import utcnow
 from datmo.core.entity.run import FAILED, LOST, STOPPED, SUCCESS, Run
 from datmo.core.storage import runs as records
-from datmo.core.storage.fsutil import atomic_write_bytes
+from datmo.core.storage import series
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.metrics import MetricsReader, Reported
 from datmo.core.task.process import effective
@@ -26,7 +27,6 @@ from datmo.errors import DatmoError
 
 FLUSH_S = 1.0  # how often a RUNNING run's record takes in new metrics, at most
 LOCK_WAIT_S = 0.2
-SERIES = "series.json"
 
 
 class Live:
@@ -127,9 +127,9 @@ def _outcome(ctx: ProjectContext, run: Run, done: task.Execution, got: Reported)
     """What the final record says: status, code, metrics, config, the after snapshot."""
     from datmo.core.controller import snapshot
 
-    data = records.data_dir(ctx.store, run.id)
-    if got.series:
-        atomic_write_bytes(data / SERIES, json.dumps(got.series).encode(), ctx.store.owner)
+    # Every line the task logged is in by now: the series, read by range, are made whole.
+    with contextlib.suppress(OSError):  # derived data: a reader builds it again later
+        series.sync(ctx.store, run.id)
     ended = done.ended
     status = STOPPED if ended.stopped else SUCCESS if ended.code == 0 else FAILED
     config = {**run.config, **got.config}

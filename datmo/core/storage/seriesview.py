@@ -1,0 +1,205 @@
+"""Reading a run's series (datmo.core.storage.series) by range, at the detail a chart
+can show: a view of any range costs about the same whatever the series' length.
+
+A range of a few times more points than the chart's width is read as it is; a longer
+one is cut into one bucket per pixel column and each bucket gives its minimum and
+maximum (the min/max envelope, which keeps every spike). The buckets are made from the
+stored summaries of 16, 256, ... points: the range is covered by whole blocks of the
+coarsest level that still gives each bucket several of them, and its ragged ends by
+finer ones, so only a few thousand summaries are read, never the points themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datmo.core.storage.series import FANOUT, LEVELS, POINT, SUMMARY, folder, manifest
+from datmo.core.storage.store import Store
+
+
+@dataclass
+class View:
+    """Points to draw: x, y, and how they were made."""
+
+    x: list[float] = field(default_factory=list)
+    y: list[float | None] = field(default_factory=list)
+    total: int = 0  # points in the whole series
+    shown: int = 0  # points of the series in the range asked for
+    level: int = 0  # 0: the points themselves; k: envelopes of blocks of 16**k
+
+    def to_dict(self) -> dict[str, Any]:
+        return vars(self).copy()
+
+
+class Reader:
+    """One series' files, read with pread (no lock: the manifest's counts are whole)."""
+
+    def __init__(self, store: Store, run_id: str, name: str) -> None:
+        meta = manifest(store, run_id).get("series", {}).get(name)
+        self.n = int(meta["n"]) if meta else 0
+        self.steps = bool(meta and meta["steps"])
+        self.times = bool(meta and meta["times"])
+        self.base = folder(store, run_id) / (meta["file"] if meta else "-")
+        self._fds: dict[str, int] = {}
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self, suffix: str, offset: int, size: int) -> array[float]:
+        fd = self._fds.get(suffix)
+        if fd is None:
+            fd = self._fds[suffix] = os.open(Path(f"{self.base}{suffix}"), os.O_RDONLY)
+        out = array("d")
+        out.frombytes(os.pread(fd, size, offset))
+        return out
+
+    def points(self, start: int = 0, end: int | None = None) -> array[float]:
+        """Raw (step, value, time) triples of points [start, end)."""
+        end = self.n if end is None else min(end, self.n)
+        if end <= start:
+            return array("d")
+        return self._read(".f64", start * POINT, (end - start) * POINT)
+
+    def x_at(self, i: int, axis: str) -> float:
+        p = self._read(".f64", i * POINT, POINT)
+        if axis == "time":
+            return p[2]
+        return p[0] if self.steps else float(i)
+
+    def ordered(self, axis: str) -> bool:
+        return self.times if axis == "time" else True  # steps, or else the index
+
+    def index_of(self, x: float, axis: str, right: bool = False) -> int:
+        """The first point whose x is >= x (> x with right): a binary search."""
+        lo, hi = 0, self.n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            v = self.x_at(mid, axis)
+            if v < x or (right and v == x):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def summaries(self, level: int, start: int, end: int) -> array[float]:
+        """Summaries [start, end) of a level: (index of min, min, index of max, max)."""
+        if level == 0:
+            pts = self.points(start, end)
+            out = array("d")
+            for j in range(len(pts) // 3):
+                v = pts[3 * j + 1]
+                out.extend((start + j, v, start + j, v))
+            return out
+        return self._read(f".L{level}", start * SUMMARY, (end - start) * SUMMARY)
+
+
+def _cover(i0: int, i1: int, level: int, n: int) -> list[tuple[int, int, int]]:
+    """(level, first, end) pieces that cover points [i0, i1) with the coarsest whole
+    blocks there are; only complete blocks of a series of n points exist."""
+    if level == 0 or i1 <= i0:
+        return [(0, i0, i1)] if i1 > i0 else []
+    size = FANOUT**level
+    b0 = -(-i0 // size)
+    b1 = min(i1 // size, n // size)
+    if b1 <= b0:
+        return _cover(i0, i1, level - 1, n)
+    return [
+        *_cover(i0, b0 * size, level - 1, n),
+        (level, b0, b1),
+        *_cover(b1 * size, i1, level - 1, n),
+    ]
+
+
+def window(
+    store: Store,
+    run_id: str,
+    name: str,
+    axis: str = "step",
+    lo: float | None = None,
+    hi: float | None = None,
+    width: int = 1000,
+) -> View:
+    """The points of a series to draw in a chart width pixels wide, between x=lo and
+    x=hi (None: the ends) on the axis "step" (the index where steps are missing) or
+    "time"."""
+    width = max(10, min(int(width), 10_000))
+    with Reader(store, run_id, name) as r:
+        view = View(total=r.n)
+        i0, i1 = 0, r.n
+        if r.ordered(axis):
+            if lo is not None and math.isfinite(lo):
+                i0 = max(0, r.index_of(lo, axis) - 1)  # one point beyond: lines reach the edge
+            if hi is not None and math.isfinite(hi):
+                i1 = min(r.n, r.index_of(hi, axis, right=True) + 1)
+        view.shown = max(0, i1 - i0)
+        if view.shown <= 2 * width:
+            pts = r.points(i0, i1)
+            for j in range(len(pts) // 3):
+                x = pts[3 * j + 2] if axis == "time" else pts[3 * j] if r.steps else i0 + j
+                view.x.append(x)
+                view.y.append(_num(pts[3 * j + 1]))
+            return view
+        per = view.shown / width  # points per bucket
+        level = min(LEVELS, int(math.log(per, FANOUT))) if per >= FANOUT else 0
+        view.level = level
+        lows: list[tuple[float, float] | None] = [None] * width
+        highs: list[tuple[float, float] | None] = [None] * width
+        for lvl, first, end in _cover(i0, i1, level, r.n):
+            s = r.summaries(lvl, first, end)
+            for j in range(len(s) // 4):
+                imin, vmin, imax, vmax = s[4 * j], s[4 * j + 1], s[4 * j + 2], s[4 * j + 3]
+                if vmin != vmin:  # NaN: a block of no numbers
+                    continue
+                b = min(width - 1, int((imin - i0) / per))
+                cur = lows[b]
+                if cur is None or vmin < cur[1]:
+                    lows[b] = (imin, vmin)
+                b = min(width - 1, int((imax - i0) / per))
+                cur = highs[b]
+                if cur is None or vmax > cur[1]:
+                    highs[b] = (imax, vmax)
+        for low, high in zip(lows, highs, strict=True):
+            pair = sorted({p for p in (low, high) if p is not None})
+            for i, v in pair:
+                view.x.append(r.x_at(int(i), axis))
+                view.y.append(v)
+        return view
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no NaN; a gap in the line
+
+
+def full(store: Store, run_id: str, name: str) -> list[list[Any]]:
+    """Every point of a series as [step, value, time] (step None where none was given)."""
+    with Reader(store, run_id, name) as r:
+        pts = r.points()
+    out: list[list[Any]] = []
+    for j in range(len(pts) // 3):
+        s, v, t = pts[3 * j], pts[3 * j + 1], pts[3 * j + 2]
+        step = None if s != s else int(s) if s.is_integer() else s
+        out.append([step, v if v == v else None, t])
+    return out
+
+
+def names(store: Store, run_id: str) -> list[str]:
+    """The series stored for a run ("m:KEY" logged, "c:KEY" captured)."""
+    return sorted(manifest(store, run_id).get("series", {}))
+
+
+def count(store: Store, run_id: str, name: str) -> int:
+    meta = manifest(store, run_id).get("series", {}).get(name)
+    return int(meta["n"]) if meta else 0
