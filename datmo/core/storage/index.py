@@ -216,15 +216,21 @@ class RunIndex:
         order: str = "created_at DESC",
         order_params: Sequence[Any] = (),
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[Run]:
         self.refresh()
         try:
-            return self._select(where, params, order, order_params, limit)
+            return self._select(where, params, order, order_params, limit, offset)
         except sqlite3.DatabaseError as e:
             if "malformed" not in str(e) and "not a database" not in str(e):
                 raise
             self.rebuild()
-            return self._select(where, params, order, order_params, limit)
+            return self._select(where, params, order, order_params, limit, offset)
+
+    def count(self, where: str = "", params: Sequence[Any] = ()) -> int:
+        """How many runs a filter selects (call after a query, which refreshes)."""
+        sql = "SELECT count(*) FROM runs" + (f" WHERE {where}" if where else "")
+        return int(self.db.execute(sql, tuple(params)).fetchone()[0])
 
     def _select(
         self,
@@ -233,13 +239,14 @@ class RunIndex:
         order: str,
         order_params: Sequence[Any],
         limit: int | None,
+        offset: int = 0,
     ) -> list[Run]:
         sql = "SELECT doc FROM runs"
         if where:
             sql += f" WHERE {where}"
         sql += f" ORDER BY {order}, id DESC"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         rows = self.db.execute(sql, (*params, *order_params))
         # One decode of all the rows together: per-call costs add up over thousands.
         try:

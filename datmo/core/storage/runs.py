@@ -90,6 +90,7 @@ class Listing:
     damaged: int  # records too damaged to list ('datmo fsck' names them)
     unknown: list[str] = field(default_factory=list)  # filter or sort keys no run has
     known: dict[str, list[str]] = field(default_factory=dict)  # then: the keys there are
+    total: int | None = None  # how many runs the filter selects, when asked (paging)
 
 
 def query(
@@ -98,6 +99,8 @@ def query(
     sort: str | None = None,
     limit: int | None = None,
     sweep_id: str | None = None,
+    offset: int = 0,
+    total: bool = False,
 ) -> Listing:
     """Runs by the `ls --filter/--sort` language (storage/query.py), from the index."""
     idx = RunIndex(store)
@@ -109,10 +112,23 @@ def query(
             where.params.append(sweep_id)
         order = compile_sort(sort, idx.sections)
         with gc_paused():
-            found = idx.query(where.sql, where.params, order.sql, order.params, limit)
+            found = idx.query(where.sql, where.params, order.sql, order.params, limit, offset)
         unknown = list(dict.fromkeys(where.unknown + order.unknown))
         known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
-        return Listing(found, idx.damaged(), unknown, known)
+        listing = Listing(found, idx.damaged(), unknown, known)
+        if total:
+            listing.total = idx.count(where.sql, where.params)
+        return listing
+    finally:
+        idx.close()
+
+
+def keys(store: Store, limit: int = 200) -> dict[str, list[str]]:
+    """The config keys and metric keys that runs have (for a column picker)."""
+    idx = RunIndex(store)
+    try:
+        idx.refresh()
+        return {"config": idx.keys("c", limit), "metrics": idx.keys("m", limit)}
     finally:
         idx.close()
 

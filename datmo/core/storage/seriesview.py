@@ -175,7 +175,7 @@ def window(
             pair = sorted({p for p in (low, high) if p is not None})
             for i, v in pair:
                 view.x.append(r.x_at(int(i), axis))
-                view.y.append(v)
+                view.y.append(_num(v))
         return view
 
 
