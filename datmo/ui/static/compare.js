@@ -112,7 +112,7 @@
     if (cols.length > 1) ySel.value = String(cols.findIndex((c) => c[0] === "metrics") >= 0 ? cols.findIndex((c) => c[0] === "metrics") : 1);
     const scatterBox = D.el("div", { class: "echart", id: "scatter" });
     const diffBox = D.el("div", { id: "diff" });
-    app.append(
+    app.append(...[
       D.el("p", {}, doc.runs.map((r, i) => D.el("span", { class: "swatch", style: "border-color: " + D.color(i) }, D.runLink(r.id), " ", r.message || ""))),
       D.el("section", { "aria-label": "series" }, D.el("h2", {}, "Series"),
         D.el("div", { class: "bar" }, D.el("label", {}, "metric ", metricSel), D.el("label", {}, "x ", axisSel),
@@ -122,7 +122,8 @@
       D.el("section", { "aria-label": "scatter" }, D.el("h2", {}, "Scatter"),
         D.el("div", { class: "bar" }, D.el("label", {}, "x ", xSel), D.el("label", {}, "y ", ySel)), scatterBox),
       D.el("section", { "aria-label": "side by side" }, D.el("h2", {}, "Side by side"), D.el("div", { class: "scroll" }, table(doc))),
-      doc.runs.length === 2 ? D.el("section", { "aria-label": "code diff" }, D.el("h2", {}, "Code and files"), diffBox) : null);
+      doc.runs.length === 2 ? D.el("section", { "aria-label": "code diff" }, D.el("h2", {}, "Code and files"), diffBox) : null,
+    ].filter(Boolean));
 
     let chart = null;
     function overlay() {

@@ -39,13 +39,13 @@
       D.el("td", {}, Object.entries(s.config).map(([k, v]) => k + "=" + D.fmt(v)).join(", ")),
       D.el("td", {}, Object.entries(s.metrics).map(([k, v]) => k + "=" + D.fmt(v)).join(", ")),
       D.el("td", {}, s.run_id ? D.runLink(s.run_id) : "")));
-    app.append(D.el("h1", {}, "Snapshots"),
+    app.append(...[D.el("h1", {}, "Snapshots"),
       D.el("div", { class: "bar" }, diffButton, D.el("a", { href: all ? "#/snapshots" : "#/snapshots?all=1" }, all ? "hide the hidden ones" : "show hidden (runs' own) snapshots")),
       D.el("div", { class: "scroll" }, D.el("table", { class: "grid", id: "snapshots" },
         D.el("thead", {}, D.el("tr", {}, ["", "id", "created", "label", "message", "tags", "config", "metrics", "run"].map((h) => D.el("th", { scope: "col" }, h)))),
         D.el("tbody", {}, rows))),
       doc.snapshots.length ? null : D.el("p", { class: "muted" }, "no snapshots yet: datmo snapshot create -m \"...\""),
-      files, diff);
+      files, diff].filter(Boolean));
   };
 
   D.pages.sweeps = async function (app) {
