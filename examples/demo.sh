@@ -67,7 +67,7 @@ echo "\$ datmo ui --no-browser --port 0   # prints ${url%%\?*}?token=..."
 base=${url%%/\?*}; token=${url##*token=}
 echo "  runs the dashboard shows: $(curl -sf -H "X-Datmo-Token: $token" "$base/api/runs" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])')"
 echo "  without the token: HTTP $(curl -s -o /dev/null -w '%{http_code}' "$base/api/runs")"
-kill -INT "$ui"; wait "$ui"; rm -f ui.out
+kill -TERM "$ui"; wait "$ui"; rm -f ui.out  # as Ctrl-C: a clean stop
 # The same run again, from its before snapshot, in a copy of its own: did it reproduce?
 show datmo rerun "$small" --verify
 show datmo delete "$small"

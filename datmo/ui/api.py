@@ -151,7 +151,7 @@ def series_views(ctx: ProjectContext, args: Args) -> dict[str, Any]:
     for rid in ids:
         run = runs.get(ctx, rid)
         view = series.window(ctx, run, key, axis, lo, hi, width)
-        out.append({"run": run.id, "status": run.status, **view.to_dict()})
+        out.append({"run": run.id, "status": run.status, **view.packed()})
     return {"key": key, "axis": axis, "series": out}
 
 

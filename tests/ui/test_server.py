@@ -4,9 +4,11 @@ nothing deletable, and the CLI's own errors."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -174,14 +176,21 @@ def test_runs_are_paged_by_the_server(app: Dashboard, ui_project: Project) -> No
     )
 
 
+def _doubles(text: str) -> list[float]:
+    data = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(data) // 8}d", data))
+
+
 def test_series_come_at_a_charts_detail(app: Dashboard, ui_project: Project) -> None:
     runs = [ui_project.runs["0.1"], ui_project.runs["0.5"]]
     got = api(app, "/api/series", query_string={"run": runs, "key": "loss", "width": 50}).json
     assert [s["run"] for s in got["series"]] == runs
     for s in got["series"]:
-        assert s["total"] == 300 and len(s["x"]) <= 100  # 2 points per pixel column at most
+        xs, ys = _doubles(s["x64"]), _doubles(s["y64"])
+        assert s["total"] == 300 and len(xs) == len(ys) <= 50  # one point per pixel at most
+        assert xs == sorted(xs) and min(ys) < 0.9 and max(ys) >= 1.0  # the envelope keeps peaks
     near = api(app, "/api/series", query_string={"run": runs[0], "key": "loss", "lo": 10, "hi": 20})
-    assert near.json["series"][0]["x"][1:-1] == list(range(10, 21))
+    assert _doubles(near.json["series"][0]["x64"])[1:-1] == list(range(10, 21))
     bad = api(app, "/api/series", query_string={"run": runs[0], "key": "loss", "axis": "epoch"})
     assert bad.status_code == 400
     assert api(app, "/api/compare", query_string={"run": runs[:1]}).status_code == 400

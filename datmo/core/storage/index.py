@@ -232,6 +232,29 @@ class RunIndex:
         sql = "SELECT count(*) FROM runs" + (f" WHERE {where}" if where else "")
         return int(self.db.execute(sql, tuple(params)).fetchone()[0])
 
+    def page(
+        self,
+        where: str,
+        params: Sequence[Any],
+        order: str,
+        order_params: Sequence[Any],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Run], int]:
+        """A page of runs and how many the filter selects, from one pass over them."""
+        self.refresh()
+        sql = "SELECT doc, count(*) OVER () FROM runs"
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {order}, id DESC LIMIT {int(limit)} OFFSET {int(offset)}"
+        rows = self.db.execute(sql, (*params, *order_params)).fetchall()
+        if not rows and offset:
+            return [], self.count(where, params)
+        found = [
+            Run.from_row(values) for values in json.loads("[" + ",".join(r[0] for r in rows) + "]")
+        ]
+        return found, int(rows[0][1]) if rows else 0
+
     def _select(
         self,
         where: str,

@@ -111,14 +111,18 @@ def query(
             where.sql = f"({where.sql}) AND sweep_id = ?" if where.sql else "sweep_id = ?"
             where.params.append(sweep_id)
         order = compile_sort(sort, idx.sections)
+        count = None
         with gc_paused():
-            found = idx.query(where.sql, where.params, order.sql, order.params, limit, offset)
+            if total and limit is not None:  # a page and its count, in one pass
+                found, count = idx.page(
+                    where.sql, where.params, order.sql, order.params, limit, offset
+                )
+            else:
+                found = idx.query(where.sql, where.params, order.sql, order.params, limit, offset)
+                count = idx.count(where.sql, where.params) if total else None
         unknown = list(dict.fromkeys(where.unknown + order.unknown))
         known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
-        listing = Listing(found, idx.damaged(), unknown, known)
-        if total:
-            listing.total = idx.count(where.sql, where.params)
-        return listing
+        return Listing(found, idx.damaged(), unknown, known, count)
     finally:
         idx.close()
 

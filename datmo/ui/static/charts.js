@@ -18,6 +18,16 @@
     });
   }
 
+  /** base64 of little-endian doubles -> numbers, NaN -> null (a gap). */
+  function unpack(b64) {
+    const bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const out = Array.from(new Float64Array(bytes.buffer));
+    for (let i = 0; i < out.length; i++) if (out[i] !== out[i]) out[i] = null;
+    return out;
+  }
+  D.unpack = unpack;
+
   class SeriesChart {
     /** opts: runs [ids], key, axis ("step"|"time"), smooth (0..0.99), log (bool),
         height, labels {id: text} */
@@ -41,6 +51,7 @@
         lo: lo, hi: hi, width: width,
       });
       if (mine !== this.seq) return; // a newer request is under way
+      for (const s of doc.series) { s.x = unpack(s.x64); s.y = unpack(s.y64); }
       this.doc = doc;
       this.draw();
     }
@@ -51,20 +62,23 @@
       const o = this.opts, doc = this.doc;
       const tables = doc.series.map((s) => [s.x, smooth(s.y, o.smooth).map((y) =>
         o.log && !(y > 0) ? null : y)]);
-      const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
+      // Several runs: each keeps its own x (uPlot's mode 2), no join onto a common x.
+      const many = tables.length > 1;
+      const data = many ? [null].concat(tables) : tables[0];
       const labels = o.labels || {};
-      const series = [{ label: o.axis }].concat(doc.series.map((s, i) => ({
+      const series = [{ label: o.axis }].concat(doc.series.map((s, i) => Object.assign({
         label: labels[s.run] || D.short(s.run),
         stroke: D.color(o.colors ? o.colors[i] : i),
         width: 1.5,
         spanGaps: true,
         points: { show: (s.x.length || 0) < 60 },
-      })));
+      }, many ? { paths: uPlot.paths.linear() } : {})));
       const width = Math.max(200, Math.floor(this.box.clientWidth || 600));
       const chart = this;
       const opts = {
         width: width,
         height: o.height,
+        mode: many ? 2 : 1,
         series: series,
         scales: { x: { time: o.axis === "time" }, y: o.log ? { distr: 3 } : {} },
         axes: [{ label: o.axis === "time" ? "" : "step" }, { size: 60 }],
