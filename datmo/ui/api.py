@@ -68,7 +68,8 @@ def row(run: Run) -> dict[str, Any]:
 
 
 def run_list(ctx: ProjectContext, args: Args) -> dict[str, Any]:
-    """A page of runs by `datmo ls --filter/--sort`, with how many the filter selects."""
+    """A page of runs by `datmo ls --filter/--sort`; with count=1, how many the filter
+    selects too (the page asks for that apart, so its rows are drawn first)."""
     limit = _int(args, "limit", 50, 1, PAGE_MAX)
     offset = _int(args, "offset", 0, 0, 10**9)
     found = runs.listing(
@@ -78,7 +79,7 @@ def run_list(ctx: ProjectContext, args: Args) -> dict[str, Any]:
         limit,
         args.get("sweep") or None,
         offset=offset,
-        total=True,
+        total=args.get("count") == "1",
     )
     return {
         "runs": [row(r) for r in found.runs],

@@ -37,6 +37,9 @@ from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
 
+SCAN_BUDGET = 300  # thousands of SQLite steps a page's scan may take (a few milliseconds)
+
+
 class RunIndex:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -234,26 +237,35 @@ class RunIndex:
 
     def page(
         self,
-        where: str,
-        params: Sequence[Any],
+        where: tuple[str, Sequence[Any], str],
         order: str,
         order_params: Sequence[Any],
         limit: int,
         offset: int,
-    ) -> tuple[list[Run], int]:
-        """A page of runs and how many the filter selects, from one pass over them."""
+    ) -> list[Run]:
+        """A page of runs. where: (set-based SQL, its parameters, the same filter as
+        per-run probes). In the default order (newest first, an index), the probes read
+        runs in that order and stop at the page's end: a page of a filter that many runs
+        pass costs the same at 100 runs or 100,000. A filter few runs pass would make
+        that scan long, so it has a budget; past it the set-based query answers."""
         self.refresh()
-        sql = "SELECT doc, count(*) OVER () FROM runs"
-        if where:
-            sql += f" WHERE {where}"
-        sql += f" ORDER BY {order}, id DESC LIMIT {int(limit)} OFFSET {int(offset)}"
-        rows = self.db.execute(sql, (*params, *order_params)).fetchall()
-        if not rows and offset:
-            return [], self.count(where, params)
-        found = [
-            Run.from_row(values) for values in json.loads("[" + ",".join(r[0] for r in rows) + "]")
-        ]
-        return found, int(rows[0][1]) if rows else 0
+        sql, params, scan = where
+        if scan and sql and order.startswith("created_at"):
+            budget = [SCAN_BUDGET]
+
+            def spent() -> int:
+                budget[0] -= 1
+                return int(budget[0] <= 0)
+
+            self.db.set_progress_handler(spent, 1000)
+            try:
+                return self._select(scan, params, order, order_params, limit, offset)
+            except sqlite3.OperationalError as e:
+                if "interrupt" not in str(e):
+                    raise
+            finally:
+                self.db.set_progress_handler(None, 0)
+        return self.query(sql, params, order, order_params, limit, offset)
 
     def _select(
         self,

@@ -111,15 +111,13 @@ def query(
             where.sql = f"({where.sql}) AND sweep_id = ?" if where.sql else "sweep_id = ?"
             where.params.append(sweep_id)
         order = compile_sort(sort, idx.sections)
-        count = None
         with gc_paused():
-            if total and limit is not None:  # a page and its count, in one pass
-                found, count = idx.page(
-                    where.sql, where.params, order.sql, order.params, limit, offset
-                )
+            if limit is not None and not sweep_id:
+                filt = (where.sql, where.params, where.scan)
+                found = idx.page(filt, order.sql, order.params, limit, offset)
             else:
                 found = idx.query(where.sql, where.params, order.sql, order.params, limit, offset)
-                count = idx.count(where.sql, where.params) if total else None
+        count = idx.count(where.sql, where.params) if total else None
         unknown = list(dict.fromkeys(where.unknown + order.unknown))
         known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
         return Listing(found, idx.damaged(), unknown, known, count)

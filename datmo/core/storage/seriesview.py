@@ -191,11 +191,17 @@ def window(
         lows: list[tuple[float, float] | None] = [None] * buckets
         highs: list[tuple[float, float] | None] = [None] * buckets
         for lvl, first, end in _cover(i0, i1, level, r.n):
-            s = r.summaries(lvl, first, end)
             if lvl == level and end - first > 64:
-                _chunked(s, i0, per / FANOUT**lvl, (per, buckets), lows, highs)
+                if lvl == 0:  # the points themselves: each its own min and max
+                    values = r.points(first, end)[1::3]
+                    where = array("d", range(first, end))
+                    cols = (where, values, where, values)
+                else:
+                    s = r.summaries(lvl, first, end)
+                    cols = (s[0::4], s[1::4], s[2::4], s[3::4])
+                _chunked(cols, i0, per / FANOUT**lvl, (per, buckets), lows, highs)
             else:
-                _one_by_one(s, i0, per, buckets, lows, highs)
+                _one_by_one(r.summaries(lvl, first, end), i0, per, buckets, lows, highs)
         for low, high in zip(lows, highs, strict=True):
             pair = sorted({p for p in (low, high) if p is not None})
             for i, v in pair:
@@ -223,8 +229,11 @@ def _one_by_one(s: array[float], i0: int, per: float, n: int, lows: Slots, highs
         _keep(highs, min(n - 1, int((imax - i0) / per)), imax, vmax, False)
 
 
+Columns = "tuple[array[float], array[float], array[float], array[float]]"
+
+
 def _chunked(
-    s: array[float],
+    cols: Columns,
     i0: int,
     blocks: float,
     shape: tuple[float, int],
@@ -235,10 +244,13 @@ def _chunked(
     of about `blocks` summaries found with C-speed min(), max() and index() over slices,
     not a Python step per summary."""
     per, n = shape
-    idx_min, mins, idx_max, maxs = s[0::4], s[1::4], s[2::4], s[3::4]
+    idx_min, mins, idx_max, maxs = cols
     count = len(mins)
     total = sum(mins) + sum(maxs)
     if total != total:  # a NaN (or infinities) inside: the careful way
+        s = array("d")
+        for j in range(count):
+            s.extend((idx_min[j], mins[j], idx_max[j], maxs[j]))
         _one_by_one(s, i0, per, n, lows, highs)
         return
     step = max(1, int(blocks))

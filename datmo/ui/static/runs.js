@@ -65,8 +65,9 @@
     async function load(quiet) {
       const mine = ++state.gen;
       let doc;
+      const asked = { filter: state.filter, sort: state.sort, offset: state.offset, limit: PAGE };
       try {
-        doc = await D.api("runs", { filter: state.filter, sort: state.sort, offset: state.offset, limit: PAGE });
+        doc = await D.api("runs", asked);
       } catch (e) {
         if (mine !== state.gen) return;
         message.textContent = e.message; message.hidden = false;
@@ -78,14 +79,23 @@
       if (!quiet) D.go("runs", Object.fromEntries(Object.entries({
         filter: state.filter, sort: state.sort, offset: state.offset || "" }).filter(([, v]) => v)));
       state.rows = doc.runs;
-      state.total = doc.total;
-      const a = doc.total ? state.offset + 1 : 0, b = state.offset + doc.runs.length;
-      count.textContent = `runs ${a}–${b} of ${doc.total}` +
-        (doc.damaged ? ` (${doc.damaged} damaged records left out: run 'datmo fsck')` : "") +
+      const a = doc.runs.length ? state.offset + 1 : 0, b = state.offset + doc.runs.length;
+      const notes = (doc.damaged ? ` (${doc.damaged} damaged records left out: run 'datmo fsck')` : "") +
         (doc.unknown.length ? ` (no run has ${doc.unknown.join(", ")})` : "");
       prev.disabled = state.offset === 0;
-      next.disabled = b >= doc.total;
+      next.disabled = doc.runs.length < PAGE;
       draw();
+      // The count needs every match: asked for after the rows are drawn.
+      if (state.total === undefined || !quiet || state.counted !== JSON.stringify([asked.filter, asked.sort])) {
+        count.textContent = `runs ${a}–${b}` + notes;
+        const total = await D.api("runs", Object.assign({}, asked, { limit: 1, offset: 0, count: "1" })).catch(() => null);
+        if (mine !== state.gen || !total) return;
+        state.total = total.total;
+        state.counted = JSON.stringify([asked.filter, asked.sort]);
+      }
+      count.textContent = `runs ${a}–${b} of ${state.total}` + notes;
+      next.disabled = b >= state.total;
+      table.dataset.counted = String(Date.now());
     }
 
     function draw() {
