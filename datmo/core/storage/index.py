@@ -36,7 +36,6 @@ from datmo.core.storage.indexrows import (
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
-
 SCAN_BUDGET = 300  # thousands of SQLite steps a page's scan may take (a few milliseconds)
 
 

@@ -18,7 +18,7 @@ import struct
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datmo.core.storage.series import FANOUT, LEVELS, POINT, SUMMARY, folder, manifest
 from datmo.core.storage.store import Store
@@ -229,11 +229,12 @@ def _one_by_one(s: array[float], i0: int, per: float, n: int, lows: Slots, highs
         _keep(highs, min(n - 1, int((imax - i0) / per)), imax, vmax, False)
 
 
-Columns = "tuple[array[float], array[float], array[float], array[float]]"
+if TYPE_CHECKING:  # array[float] is not subscriptable at run time on Python 3.10 and 3.11
+    Columns = tuple[array[float], array[float], array[float], array[float]]
 
 
 def _chunked(
-    cols: Columns,
+    cols: Columns,  # (index of min, min, index of max, max) of each summary
     i0: int,
     blocks: float,
     shape: tuple[float, int],
