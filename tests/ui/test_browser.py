@@ -226,3 +226,25 @@ def test_a_second_server_on_a_taken_port_says_so(ui_project: Project) -> None:
     finally:
         code, out, _ = stop(first)
     assert code == 0 and "stopped" in out
+
+
+def test_a_snapshots_files_and_message_from_the_snapshots_page(
+    page: Any, ui_project: Project
+) -> None:
+    ui_project.datmo("snapshot", "create", "-m", "by hand")
+    page.goto(page.url.split("#")[0] + "#/snapshots")
+    row = page.wait_for_selector("#snapshots tbody tr")
+    snap = row.get_attribute("data-id")
+    row.query_selector("button.link").click()
+    page.wait_for_selector("#snapshot-files table.files")
+    assert "train.py" in page.text_content("#snapshot-files table.files")
+    page.click("#snapshot-files >> text=edit")
+    page.fill("#message-input", "renamed <b>here</b>")
+    page.click("#snapshot-files >> text=save")
+    page.wait_for_function(
+        "() => document.querySelector('#message')?.textContent === 'renamed <b>here</b>'"
+    )
+    shown = json.loads(ui_project.datmo("snapshot", "inspect", snap, "--format", "json").stdout)
+    shown = shown[0] if isinstance(shown, list) else shown
+    assert shown["message"] == "renamed <b>here</b>"
+    assert page.errors == []

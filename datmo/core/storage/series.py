@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datmo.core.storage.fsutil import atomic_write_bytes, makedirs
+from datmo.core.storage.fsutil import atomic_write_bytes, chown, makedirs
 from datmo.core.storage.store import Store
 
 FOLDER = "series"
@@ -114,6 +114,8 @@ def sync(store: Store, run_id: str, wait: bool = True) -> bool:
         pass
     if not here.is_dir():
         makedirs(here, store.owner)
+        (here / ".lock").touch()
+        chown(here / ".lock", store.owner)  # a project of another user stays theirs
     with _locked(here / ".lock", wait) as got:
         if not got:
             return False
@@ -274,8 +276,6 @@ def _write_at(path: Path, offset: int, data: bytes, store: Store) -> None:
     finally:
         os.close(fd)
     if store.owner is not None and offset == 0:
-        from datmo.core.storage.fsutil import chown
-
         chown(path, store.owner)
 
 

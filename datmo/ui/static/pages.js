@@ -29,7 +29,8 @@
         diffButton.disabled = picked.size !== 2;
       } })),
       D.el("td", {}, D.el("button", { type: "button", class: "link mono", onclick: () => {
-        files.replaceChildren(D.el("h2", {}, "Files of ", D.el("span", { class: "mono" }, D.short(s.id))), D.el("div"));
+        files.replaceChildren(D.el("h2", {}, "Snapshot ", D.el("span", { class: "mono" }, D.short(s.id))),
+          D.editor(s, "snapshots"), D.el("h3", {}, "Files"), D.el("div"));
         D.filesOf(s.id, files.lastChild);
       } }, D.short(s.id))),
       D.el("td", { class: "nowrap" }, D.when(s.created_at)),
