@@ -327,7 +327,10 @@ def bench_mlflow_ui(ctx: Context) -> Section:
     )
     try:
         experiment = _wait_mlflow(port)
-        ml_url = f"http://127.0.0.1:{port}/#/experiments/{experiment}"
+        # MLflow 3 opens on its GenAI overview: the runs table is the "Model training" view.
+        ml_url = (
+            f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+        )
         with dashboard(ctx, proj) as url, browser() as b:
             page = _signed_in(b, url)
             dbase = url.split("/?")[0]

@@ -76,8 +76,14 @@ def test_appends_while_the_run_logs_take_only_new_lines(tmp_path: Path) -> None:
     assert [p[1] for p in got] == list(range(5000))
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["numpy", "loop"])
 @pytest.mark.parametrize("n", [1, 17, 4096 + 300, 70_000])
-def test_envelopes_match_a_brute_force_min_and_max(tmp_path: Path, n: int) -> None:
+def test_envelopes_match_a_brute_force_min_and_max(
+    tmp_path: Path, n: int, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if fast:
+        pytest.importorskip("numpy")
+    monkeypatch.setattr(seriesview, "FAST", fast)
     store = _store(tmp_path)
     rnd = random.Random(n)
     values = [rnd.gauss(0, 1) for _ in range(n)]
@@ -98,6 +104,8 @@ def test_envelopes_match_a_brute_force_min_and_max(tmp_path: Path, n: int) -> No
         assert max(view.y) == pytest.approx(max(inside))  # type: ignore[type-var]
         assert view.x == sorted(view.x)
         assert view.total == n
+        # Every point drawn is a point of the series, at its own x.
+        assert all(values[int(x)] == pytest.approx(y) for x, y in zip(view.x, view.y))
 
 
 def test_a_long_series_is_read_coarse_a_short_one_whole(tmp_path: Path) -> None:

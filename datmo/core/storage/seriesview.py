@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datmo.core.storage import seriesfast
 from datmo.core.storage.series import FANOUT, LEVELS, POINT, SUMMARY, folder, manifest
 from datmo.core.storage.store import Store
 
 _DOUBLE = struct.Struct("<d")
+FAST = True  # numpy's envelope when it is installed (tests turn it off to check the loop)
 
 
 @dataclass
@@ -97,17 +99,21 @@ class Reader:
             return array("d")
         return self._read(".f64", start * POINT, (end - start) * POINT)
 
-    def x_at(self, i: int, axis: str) -> float:
-        """One point's x: a read from a map of the points file (no system call)."""
-        if axis != "time" and not self.steps:
-            return float(i)
+    def mapped(self) -> mmap.mmap:
+        """The points file's committed part, mapped (read without a system call each)."""
         if self._map is None:
             fd = self._fds.get(".f64")
             if fd is None:
                 fd = self._fds[".f64"] = os.open(Path(f"{self.base}.f64"), os.O_RDONLY)
             self._map = mmap.mmap(fd, self.n * POINT, prot=mmap.PROT_READ)
+        return self._map
+
+    def x_at(self, i: int, axis: str) -> float:
+        """One point's x."""
+        if axis != "time" and not self.steps:
+            return float(i)
         offset = i * POINT + (16 if axis == "time" else 0)
-        return float(_DOUBLE.unpack_from(self._map, offset)[0])
+        return float(_DOUBLE.unpack_from(self.mapped(), offset)[0])
 
     def ordered(self, axis: str) -> bool:
         return self.times if axis == "time" else True  # steps, or else the index
@@ -188,9 +194,13 @@ def window(
         per = view.shown / buckets  # points per bucket
         level = min(LEVELS, int(math.log(per / 2, FANOUT))) if per >= 2 * FANOUT else 0
         view.level = level
+        pieces = _cover(i0, i1, level, r.n)
+        if FAST and seriesfast.available():
+            view.x, view.y = seriesfast.envelope(r, pieces, i0, per, buckets, axis)
+            return view
         lows: list[tuple[float, float] | None] = [None] * buckets
         highs: list[tuple[float, float] | None] = [None] * buckets
-        for lvl, first, end in _cover(i0, i1, level, r.n):
+        for lvl, first, end in pieces:
             if lvl == level and end - first > 64:
                 if lvl == 0:  # the points themselves: each its own min and max
                     values = r.points(first, end)[1::3]
