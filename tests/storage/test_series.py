@@ -105,7 +105,7 @@ def test_envelopes_match_a_brute_force_min_and_max(
         assert view.x == sorted(view.x)
         assert view.total == n
         # Every point drawn is a point of the series, at its own x.
-        assert all(values[int(x)] == pytest.approx(y) for x, y in zip(view.x, view.y))
+        assert all(values[int(x)] == pytest.approx(y) for x, y in zip(view.x, view.y, strict=True))
 
 
 def test_a_long_series_is_read_coarse_a_short_one_whole(tmp_path: Path) -> None:
