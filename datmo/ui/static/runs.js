@@ -30,7 +30,7 @@
     const table = D.el("table", { id: "runs", class: "grid" });
     app.append(
       D.el("h1", {}, "Runs"),
-      D.el("form", { class: "bar", onsubmit: (e) => { e.preventDefault(); refilter(); } },
+      D.el("form", { class: "bar", onsubmit: (e) => { e.preventDefault(); clearTimeout(timer); refilter(); } },
         D.el("label", {}, "Filter ", filter), D.el("label", {}, "Sort ", sort),
         D.el("button", { type: "submit" }, "Apply"), picker),
       message,
