@@ -100,6 +100,7 @@ def _first_rows(page: Any, base: str) -> float:
 def _filter_typed(page: Any, text: str) -> float:
     """From a filter typed (and applied) to the table drawn again."""
     before = page.get_attribute("#runs", "data-loaded")
+    counted = page.get_attribute("#runs", "data-counted") or ""
     started = time.perf_counter()
     page.fill("#filter", text)
     page.press("#filter", "Enter")
@@ -109,7 +110,7 @@ def _filter_typed(page: Any, text: str) -> float:
     took = time.perf_counter() - started
     # The count comes after the rows: let it land before the next figure is taken.
     page.wait_for_function(
-        "(b) => (document.querySelector('#runs')?.dataset.counted || '') > b", arg=before
+        "(c) => (document.querySelector('#runs')?.dataset.counted || '') !== c", arg=counted
     )
     return took
 
