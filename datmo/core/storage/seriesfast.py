@@ -48,29 +48,38 @@ def envelope(
     imin, vmin, imax, vmax = (np.concatenate(c) if c else np.empty(0) for c in cols)
     picked_i, picked_v = [], []
     for idx, val, reduce in ((imin, vmin, np.minimum), (imax, vmax, np.maximum)):
-        keep = np.isfinite(val)
-        idx, val = idx[keep], val[keep]
+        finite = np.isfinite(val)
+        if not finite.all():
+            idx, val = idx[finite], val[finite]
         if not len(idx):
             continue
         # Summaries come in index order, so their buckets never go down: each bucket is
         # one run of them, reduced at once.
-        bucket = np.minimum(((idx - i0) / per).astype(np.int64), buckets - 1)
-        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        bucket = ((idx - i0) / per).astype(np.int64)
+        np.minimum(bucket, buckets - 1, out=bucket)
+        new = np.empty(len(bucket), dtype=bool)
+        new[0] = True
+        np.not_equal(bucket[1:], bucket[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
         best = reduce.reduceat(val, starts)
-        sizes = np.diff(np.r_[starts, len(val)])
-        hits = np.flatnonzero(val == np.repeat(best, sizes))
-        runs = np.searchsorted(starts, hits, side="right")
-        first = hits[np.r_[True, runs[1:] != runs[:-1]]]  # the first hit of each bucket
-        picked_i.append(idx[first])
-        picked_v.append(val[first])
+        # The first position in each bucket that holds its best value.
+        hits = np.flatnonzero(val == best[np.cumsum(new) - 1])
+        owner = np.searchsorted(starts, hits, side="right")
+        first = np.empty(len(hits), dtype=bool)
+        first[0] = True
+        np.not_equal(owner[1:], owner[:-1], out=first[1:])
+        chosen = hits[first]
+        picked_i.append(idx[chosen])
+        picked_v.append(val[chosen])
     if not picked_i:
         return [], []
     index = np.concatenate(picked_i)
     value = np.concatenate(picked_v)
     order = np.argsort(index, kind="stable")
     index, value = index[order], value[order]
-    fresh = np.ones(len(index), dtype=bool)
-    fresh[1:] = index[1:] != index[:-1]  # a point that is both a min and a max: once
+    fresh = np.empty(len(index), dtype=bool)
+    fresh[0] = True
+    np.not_equal(index[1:], index[:-1], out=fresh[1:])  # a point both min and max: once
     index, value = index[fresh].astype(np.int64), value[fresh]
     if axis != "time" and not r.steps:
         xs = index.astype(np.float64)
