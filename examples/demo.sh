@@ -65,7 +65,7 @@ for _ in $(seq 50); do grep -q token= ui.out && break; sleep 0.1; done
 url=$(grep -o 'http://[^ ]*token=[0-9a-f]*' ui.out)
 echo "\$ datmo ui --no-browser --port 0   # prints ${url%%\?*}?token=..."
 base=${url%%/\?*}; token=${url##*token=}
-echo "  runs the dashboard shows: $(curl -sf -H "X-Datmo-Token: $token" "$base/api/runs" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])')"
+echo "  runs the dashboard shows: $(curl -sf -H "X-Datmo-Token: $token" "$base/api/runs?count=1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])')"
 echo "  without the token: HTTP $(curl -s -o /dev/null -w '%{http_code}' "$base/api/runs")"
 kill -TERM "$ui"; wait "$ui"; rm -f ui.out  # as Ctrl-C: a clean stop
 # The same run again, from its before snapshot, in a copy of its own: did it reproduce?
