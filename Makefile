@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps lint format test demo bench gpu-wheels clean
+.PHONY: install sysdeps lint format test demo bench gpu-wheels clean screenshots
 
 $(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,7 @@ install: $(STAMP)
 # one-node Slurm cluster on 127.0.0.1.
 sysdeps:
 	@bash scripts/sysdeps.sh
+	@bash scripts/browser.sh
 	@bash scripts/docker-engine.sh
 	@bash scripts/test-images.sh busybox python
 	@bash scripts/slurm.sh start
@@ -40,6 +41,10 @@ demo: install
 
 bench: install sysdeps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run.py
+
+# docs/img/ui-*.png: the dashboard's main pages, in Debian's headless Chromium.
+screenshots: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/ui-screenshots.sh
 
 # Wheels for benchmarks/gpu_check.sh on a GPU machine without network.
 # Wheels for benchmarks/gpu_check.sh, for the GPU machine's Python (GPU_PYTHON), which may

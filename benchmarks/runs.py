@@ -811,7 +811,7 @@ def _mlflow_make(db: str, n: int, seed: int) -> dict[str, Any]:
     for i in range(n):
         config, metrics = run_values(i, seed)
         at = int((_EPOCH + timedelta(seconds=60 * i)).timestamp() * 1000)
-        created = client.create_run(experiment, start_time=at)
+        created = client.create_run(experiment, start_time=at, run_name=f"bench-run-{i}")
         client.log_batch(
             created.info.run_id,
             metrics=[entities.Metric(k, v, at, 0) for k, v in metrics.items()],

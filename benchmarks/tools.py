@@ -75,7 +75,9 @@ def _install_wheel(workdir: Path) -> tuple[Path | None, str]:
         if not (venv / "bin" / "python").is_file():
             log(f"creating {venv} for datmo (once; reused by later runs)")
             run([PYTHON, "-m", "venv", "--clear", venv], timeout=300)
-        run([*pip, wheel], timeout=900)  # its dependencies, the first time
+        # Its dependencies, the first time, with the dashboard's extra (numpy draws long
+        # series), as `pip install 'datmo[ui]'` gives it.
+        run([*pip, f"{wheel}[ui]"], timeout=900)
         run([*pip, "--force-reinstall", "--no-deps", wheel], timeout=300)  # this checkout
     except (CommandFailed, subprocess.TimeoutExpired, OSError, ValueError) as e:
         return None, f"not installed ({str(e).strip().splitlines()[-1][:120]})"

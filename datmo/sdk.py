@@ -96,12 +96,9 @@ class RunInfo:
     @property
     def series(self) -> dict[str, list[list[Any]]]:
         if self._series is None:
-            from datmo.core.storage import runs as records
-            from datmo.core.task.metrics import series
+            from datmo.core.controller import series
 
-            data = records.data_dir(self._ctx.store, self.record.id)
-            found = series(data / records.METRICS, data / "series.json", self.record.config)
-            self._series = {k: v for k, v in found.items() if k in self.record.metrics}
+            self._series = series.full(self._ctx, self.record)
         return self._series
 
 

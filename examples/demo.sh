@@ -56,6 +56,18 @@ small=$(datmo ls --filter "tag=baseline" --format json | python3 -c 'import json
 # A run's id names its after snapshot: compare two runs' results directly.
 show datmo snapshot diff "$small" "$big"
 show datmo tag "$big" best
+# Charts for a terminal: one HTML file that opens offline (PNG/SVG with datmo[plot]).
+show datmo plot "$small" "$big" -o runs.html
+# The dashboard: started, one page fetched with the token it printed, stopped.
+datmo ui --no-browser --port 0 > ui.out 2>&1 &
+ui=$!
+for _ in $(seq 50); do grep -q token= ui.out && break; sleep 0.1; done
+url=$(grep -o 'http://[^ ]*token=[0-9a-f]*' ui.out)
+echo "\$ datmo ui --no-browser --port 0   # prints ${url%%\?*}?token=..."
+base=${url%%/\?*}; token=${url##*token=}
+echo "  runs the dashboard shows: $(curl -sf -H "X-Datmo-Token: $token" "$base/api/runs?count=1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])')"
+echo "  without the token: HTTP $(curl -s -o /dev/null -w '%{http_code}' "$base/api/runs")"
+kill -TERM "$ui"; wait "$ui"; rm -f ui.out  # as Ctrl-C: a clean stop
 # The same run again, from its before snapshot, in a copy of its own: did it reproduce?
 show datmo rerun "$small" --verify
 show datmo delete "$small"
@@ -85,4 +97,4 @@ else
 fi
 echo
 echo "demo finished: snapshots, a diff, a checkout round trip, runs with config, a rerun,"
-echo "sweeps (grid and Bayesian), the queue, and runs on Slurm"
+echo "plots, the dashboard, sweeps (grid and Bayesian), the queue, and runs on Slurm"

@@ -17,7 +17,7 @@ MAX_LINES = 400
 
 # Top to bottom: a module may import its own layer and the ones below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("datmo.cli", "datmo.sdk", "datmo.__main__"),
+    ("datmo.cli", "datmo.ui", "datmo.sdk", "datmo.__main__"),
     ("datmo.core.controller",),
     ("datmo.core.task", "datmo.core.executor", "datmo.core.tree"),
     ("datmo.core.storage", "datmo.core.shadowgit"),

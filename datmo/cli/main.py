@@ -58,6 +58,8 @@ class LazyGroup(click.Group):
         "settings": "datmo.cli.settings:settings",
         "queue": "datmo.cli.queue:queue",
         "sweep": "datmo.cli.sweep:sweep",
+        "ui": "datmo.cli.ui:ui",
+        "plot": "datmo.cli.plot:plot",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")

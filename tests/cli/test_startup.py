@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import imported_modules
 
-HEAVY = {"docker", "git", "yaml", "requests", "tabulate", "blake3"}  # git: GitPython
+HEAVY = {"docker", "git", "yaml", "requests", "tabulate", "blake3", "werkzeug", "matplotlib"}
 
 
 def imported(args: list[str], cwd: Path) -> set[str]:

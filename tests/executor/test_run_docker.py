@@ -253,8 +253,11 @@ def test_sdk_metrics_config_and_files(dproject: Path, cli: Callable[..., Any], t
     assert doc["config"] == {"batch": 32, "lr": 0.1, "optimizer": "sgd"}
     assert doc["metrics"] == {"loss": 1.0 / 3, "acc": 0.9, "epochs": 3}
     assert isinstance(doc["metrics"]["epochs"], int)
-    series = json.loads((dproject / ".datmo" / "run-data" / doc["id"] / "series.json").read_text())
-    assert [(step, value) for step, value, _ in series["loss"]] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    from datmo.core.storage import seriesview
+    from datmo.core.storage.store import Store
+
+    loss = seriesview.full(Store(dproject), doc["id"], "m:loss")
+    assert [(step, value) for step, value, _ in loss] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert "model.bin" in added(cli, doc)
     after = json.loads(
         cli("snapshot", "inspect", doc["after_snapshot_id"], "--format", "json").stdout

@@ -255,3 +255,33 @@ def test_a_process_keeps_its_index_open_and_follows_a_replaced_file(
         assert {r.id for r in other.query("", [], "created_at", [], None)} == listed
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("budget", [10**9, 1])
+def test_a_page_read_run_by_run_matches_the_sets(
+    many: tuple[Any, list[Run]], monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """The dashboard's pages test each run in the listing's order (EXISTS probes) and,
+    past a budget, fall back to the set-based query: the same runs in the same order."""
+    from datmo.core.storage import index
+
+    monkeypatch.setattr(index, "SCAN_BUDGET", budget)
+    ctx, _ = many
+    filters = [
+        "metrics.acc>0.5 and config.lr<=1 or config.opt=adam",
+        "config.opt!=adam and metrics.flag=1",
+        "config.note=null or metrics.deep!=null",
+        "metrics.acc>=0.9 and config.opt!=sgd and config.lr!=0",
+        "status=SUCCESS and metrics.x.y<2",
+        "config.opt!=adam",
+    ]
+    for expr in filters:
+        everything = [r.id for r in records.query(ctx.store, expr).runs]
+        assert everything, expr
+        paged = [
+            r.id
+            for offset in range(0, len(everything) + 7, 7)
+            for r in records.query(ctx.store, expr, limit=7, offset=offset).runs
+        ]
+        assert paged == everything, expr
+        assert records.query(ctx.store, expr, limit=3, total=True).total == len(everything)

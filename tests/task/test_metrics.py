@@ -344,8 +344,11 @@ def test_run_metrics_series_and_config(project: Path, cli: Callable[..., Any], t
     assert isinstance(doc["metrics"]["epochs"], int)
     assert isinstance(doc["metrics"]["acc"], float)
     assert doc["config"] == {"batch": 32, "lr": 0.1}  # what the task logged wins
-    series = json.loads((project / ".datmo" / "run-data" / doc["id"] / "series.json").read_text())
-    assert [(s, v) for s, v, _ in series["loss"]] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+    assert [(s, v) for s, v, _ in stored_series(project, doc["id"], "loss")] == [
+        (0, 1.0),
+        (1, 0.5),
+        (2, 1.0 / 3),
+    ]
     inspected = json.loads(
         cli("snapshot", "inspect", doc["after_snapshot_id"], "--format", "json").stdout
     )
@@ -371,11 +374,24 @@ def test_no_capture_keeps_only_logged_metrics(
 def test_output_only_metrics(project: Path, cli: Callable[..., Any]) -> None:
     doc = _run(cli, "echo 'acc: 0.5'; echo 'acc: 0.75'; echo 'time: 12:30'")
     assert doc["metrics"] == {"acc": 0.75}
-    series = json.loads((project / ".datmo" / "run-data" / doc["id"] / "series.json").read_text())
-    assert [v for _, v, _ in series["acc"]] == [0.5, 0.75]
+    assert [v for _, v, _ in stored_series(project, doc["id"], "acc")] == [0.5, 0.75]
 
 
 def test_run_without_metrics_has_none(project: Path, cli: Callable[..., Any]) -> None:
     doc = _run(cli, "echo nothing to report")
     assert doc["metrics"] == {}
-    assert not (project / ".datmo" / "run-data" / doc["id"] / "series.json").exists()
+    from datmo.core.storage import seriesview
+    from datmo.core.storage.store import Store
+
+    assert seriesview.names(Store(project), doc["id"]) == []
+
+
+def stored_series(project: Path, run_id: str, key: str) -> list[list[Any]]:
+    """A metric's series as the run's end left it in the store (the logged one first)."""
+    from datmo.core.storage import seriesview
+    from datmo.core.storage.store import Store
+
+    store = Store(project)
+    names = seriesview.names(store, run_id)
+    name = f"m:{key}" if f"m:{key}" in names else f"c:{key}"
+    return seriesview.full(store, run_id, name)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datmo.core.entity.environment import Environment
-from datmo.core.entity.run import LOST, RUNNING, Run
+from datmo.core.entity.run import FINAL, LOST, RUNNING, Run
 from datmo.core.entity.snapshot import Snapshot
+from datmo.core.storage import series
 from datmo.core.storage.fsutil import makedirs
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.process import effective
@@ -175,6 +176,12 @@ def _check_runs(
                 runs.settle_lost(ctx, effective(run))
                 loaded["runs"][rid] = Run.from_dict(ctx.store.read_entity("runs", rid))
                 r.repaired.append(f"marked {where} LOST and removed what it left")
+        problem = series.check(ctx.store, rid, final=run.status in FINAL)
+        if problem:
+            r.add(f"{where}: {problem}")
+            if repair:
+                series.repair(ctx.store, rid)
+                r.repaired.append(f"built {where}'s series again from its metrics.jsonl")
 
 
 def _check_containers(ctx: ProjectContext, runs_: dict[str, Run], r: Report, repair: bool) -> None:

@@ -62,12 +62,14 @@ def listing(
     sort: str | None = None,
     limit: int | None = None,
     sweep_id: str | None = None,
+    offset: int = 0,
+    total: bool = False,
 ) -> records.Listing:
     """The runs a filter and sort select, with how many records are too damaged to list
     and the filter's keys that no run has."""
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    found = records.query(ctx.store, filter, sort, limit, sweep_id)
+    found = records.query(ctx.store, filter, sort, limit, sweep_id, offset, total)
     found.runs = settled(ctx, [effective(r) for r in found.runs])
     return found
 
@@ -76,6 +78,23 @@ def _open(run: Run) -> bool:
     """Not yet recorded to an end: QUEUED, or RUNNING with a silent supervisor (LOST as
     judged now, no end written)."""
     return run.status == QUEUED or (run.status == LOST and not run.ended_at)
+
+
+def keys(ctx: ProjectContext) -> dict[str, list[str]]:
+    """The config and metric keys the project's runs have."""
+    return records.keys(ctx.store)
+
+
+def describe(ctx: ProjectContext, ref: str, message: str) -> Run:
+    """Change a run's message (its other fields say what happened, and stay)."""
+    from datmo.core.util import params
+
+    if not message.strip():
+        raise UsageError("the message cannot be empty")
+    text = params.text(message, "the message")
+    with ctx.store.lock():
+        run = records.read(ctx.store, ref)
+        return effective(records.update(ctx.store, run.id, message=text))
 
 
 # -- starting ------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from datmo.core.storage.indexrows import (
 from datmo.core.storage.store import Store
 from datmo.errors import CorruptStore
 
+SCAN_BUDGET = 300  # thousands of SQLite steps a page's scan may take (a few milliseconds)
+
 # Per thread: a SQLite connection belongs to the thread that opened it.
 _LOCAL = threading.local()
 
@@ -270,15 +272,53 @@ class RunIndex:
         order: str = "created_at DESC",
         order_params: Sequence[Any] = (),
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[Run]:
         self.refresh()
         try:
-            return self._select(where, params, order, order_params, limit)
+            return self._select(where, params, order, order_params, limit, offset)
         except sqlite3.DatabaseError as e:
             if "malformed" not in str(e) and "not a database" not in str(e):
                 raise
             self.rebuild()
-            return self._select(where, params, order, order_params, limit)
+            return self._select(where, params, order, order_params, limit, offset)
+
+    def count(self, where: str = "", params: Sequence[Any] = ()) -> int:
+        """How many runs a filter selects (call after a query, which refreshes)."""
+        sql = "SELECT count(*) FROM runs" + (f" WHERE {where}" if where else "")
+        return int(self.db.execute(sql, tuple(params)).fetchone()[0])
+
+    def page(
+        self,
+        where: tuple[str, Sequence[Any], str],
+        order: str,
+        order_params: Sequence[Any],
+        limit: int,
+        offset: int,
+    ) -> list[Run]:
+        """A page of runs. where: (set-based SQL, its parameters, the same filter as
+        per-run probes). In the default order (newest first, an index), the probes read
+        runs in that order and stop at the page's end: a page of a filter that many runs
+        pass costs the same at 100 runs or 100,000. A filter few runs pass would make
+        that scan long, so it has a budget; past it the set-based query answers."""
+        self.refresh()
+        sql, params, scan = where
+        if scan and sql and order.startswith("created_at"):
+            budget = [SCAN_BUDGET]
+
+            def spent() -> int:
+                budget[0] -= 1
+                return int(budget[0] <= 0)
+
+            self.db.set_progress_handler(spent, 1000)
+            try:
+                return self._select(scan, params, order, order_params, limit, offset)
+            except sqlite3.OperationalError as e:
+                if "interrupt" not in str(e):
+                    raise
+            finally:
+                self.db.set_progress_handler(None, 0)
+        return self.query(sql, params, order, order_params, limit, offset)
 
     def _select(
         self,
@@ -287,13 +327,14 @@ class RunIndex:
         order: str,
         order_params: Sequence[Any],
         limit: int | None,
+        offset: int = 0,
     ) -> list[Run]:
         sql = "SELECT doc FROM runs"
         if where:
             sql += f" WHERE {where}"
         sql += f" ORDER BY {order}, id DESC"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         rows = self.db.execute(sql, (*params, *order_params))
         # One decode of all the rows together: per-call costs add up over thousands.
         try:

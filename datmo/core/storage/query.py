@@ -57,6 +57,9 @@ class Compiled:
     sql: str = ""
     params: list[Any] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # keys no run has
+    # The same filter tested run by run (EXISTS probes of the primary key): read in the
+    # listing's own order, a page of dense matches is found without visiting the rest.
+    scan: str = ""
 
 
 def _key(key: str, sections: Sections, unknown: list[str]) -> tuple[str, str]:
@@ -142,6 +145,22 @@ def _condition(text: str, sections: Sections, unknown: list[str]) -> Cond:
     return True, _matching(f"{op} ?"), [sec, name, value]
 
 
+_SELECT = re.compile(r"^SELECT rid FROM (\w+)(?: WHERE (.*))?$", re.S)
+
+
+def _probe(keep: bool, query: str) -> str:
+    """One condition as a test of the run in hand (the outer query's `runs` row)."""
+    m = _SELECT.match(query)
+    assert m, query
+    table, cond = m.groups()
+    where = f"t.rid = runs.rid AND ({cond})" if cond else "t.rid = runs.rid"
+    return f"{'' if keep else 'NOT '}EXISTS (SELECT 1 FROM {table} AS t WHERE {where})"
+
+
+def _scan(conds: list[Cond]) -> str:
+    return "(" + " AND ".join(_probe(k, q) for k, q, _ in conds) + ")" if conds else "1"
+
+
 def _group(conds: list[Cond]) -> tuple[str, list[Any]]:
     """Conditions joined by 'and', as set operations on rids: SQLite evaluates them
     left to right, so the kept sets are intersected first and the dropped ones taken out."""
@@ -173,6 +192,10 @@ def compile_filter(expr: str | None, sections: Sections) -> Compiled:
     compiled = [_group(g) for g in groups]
     out.sql = " OR ".join(sql for sql, _ in compiled)
     out.params = [p for _, ps in compiled for p in ps]
+    # The probes take their parameters in the conditions' order, as the sets do (kept
+    # ones first): order each group's conditions the same way.
+    ordered = [[c for c in g if c[0]] + [c for c in g if not c[0]] for g in groups]
+    out.scan = " OR ".join(_scan(g) for g in ordered)
     return out
 
 

@@ -94,6 +94,7 @@ class Listing:
     damaged: int  # records too damaged to list ('datmo fsck' names them)
     unknown: list[str] = field(default_factory=list)  # filter or sort keys no run has
     known: dict[str, list[str]] = field(default_factory=dict)  # then: the keys there are
+    total: int | None = None  # how many runs the filter selects, when asked (paging)
 
 
 def query(
@@ -102,6 +103,8 @@ def query(
     sort: str | None = None,
     limit: int | None = None,
     sweep_id: str | None = None,
+    offset: int = 0,
+    total: bool = False,
 ) -> Listing:
     """Runs by the `ls --filter/--sort` language (storage/query.py), from the index."""
     idx = RunIndex.shared(store)
@@ -112,10 +115,22 @@ def query(
         where.params.append(sweep_id)
     order = compile_sort(sort, idx.sections)
     with gc_paused():
-        found = idx.query(where.sql, where.params, order.sql, order.params, limit)
+        if limit is not None and not sweep_id:
+            filt = (where.sql, where.params, where.scan)
+            found = idx.page(filt, order.sql, order.params, limit, offset)
+        else:
+            found = idx.query(where.sql, where.params, order.sql, order.params, limit, offset)
+    count = idx.count(where.sql, where.params) if total else None
     unknown = list(dict.fromkeys(where.unknown + order.unknown))
     known = {"config": idx.keys("c"), "metrics": idx.keys("m")} if unknown else {}
-    return Listing(found, idx.damaged(), unknown, known)
+    return Listing(found, idx.damaged(), unknown, known, count)
+
+
+def keys(store: Store, limit: int = 200) -> dict[str, list[str]]:
+    """The config keys and metric keys that runs have (for a column picker)."""
+    idx = RunIndex.shared(store)
+    idx.refresh()
+    return {"config": idx.keys("c", limit), "metrics": idx.keys("m", limit)}
 
 
 def queued(store: Store, sweep_id: str | None = None, limit: int | None = None) -> list[Run]:

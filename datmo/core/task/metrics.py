@@ -215,14 +215,3 @@ def collect(metrics_file: Path, config_keys: Iterable[str] = ()) -> Reported:
     reader = MetricsReader(metrics_file, config_keys)
     reader.read()
     return reader.result()
-
-
-def series(
-    metrics_file: Path, series_file: Path, config_keys: Iterable[str] = ()
-) -> dict[str, Any]:
-    """A run's series: the file written when it ended, or while it runs, its metrics file."""
-    try:
-        doc: dict[str, Any] = json.loads(series_file.read_bytes())
-        return doc
-    except (FileNotFoundError, ValueError):
-        return collect(metrics_file, config_keys).series

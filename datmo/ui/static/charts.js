@@ -1,0 +1,109 @@
+/* Metric charts on uPlot. The server sends at most two points per pixel column of the
+   range shown (its min/max envelope); dragging across a chart asks for that range at
+   full detail, a double click goes back to the whole series. */
+"use strict";
+(function (D) {
+  D.palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"];
+  D.color = (i) => D.palette[i % D.palette.length];
+
+  /** Exponential moving average, debiased (as TensorBoard smooths). */
+  function smooth(ys, w) {
+    if (!w) return ys;
+    let last = 0, n = 0;
+    return ys.map((y) => {
+      if (y === null || y === undefined || !isFinite(y)) return y;
+      last = last * w + (1 - w) * y; n++;
+      return last / (1 - Math.pow(w, n));
+    });
+  }
+
+  /** base64 of little-endian doubles -> numbers, NaN -> null (a gap). */
+  function unpack(b64) {
+    const bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const out = Array.from(new Float64Array(bytes.buffer));
+    for (let i = 0; i < out.length; i++) if (out[i] !== out[i]) out[i] = null;
+    return out;
+  }
+  D.unpack = unpack;
+
+  class SeriesChart {
+    /** opts: runs [ids], key, axis ("step"|"time"), smooth (0..0.99), log (bool),
+        height, labels {id: text} */
+    constructor(box, opts) {
+      this.box = box;
+      this.opts = Object.assign({ axis: "step", smooth: 0, log: false, height: 240 }, opts);
+      this.plot = null;
+      this.range = [null, null];
+      this.seq = 0;
+      this.box.classList.add("chart");
+      this.box.setAttribute("role", "img");
+      this.box.setAttribute("aria-label", "chart of " + this.opts.key);
+    }
+
+    async load(lo, hi) {
+      const mine = ++this.seq;
+      this.range = [lo, hi];
+      const width = Math.max(200, Math.floor(this.box.clientWidth || 600));
+      const doc = await D.api("series", {
+        run: this.opts.runs, key: this.opts.key, axis: this.opts.axis,
+        lo: lo, hi: hi, width: width,
+      });
+      if (mine !== this.seq) return; // a newer request is under way
+      for (const s of doc.series) { s.x = unpack(s.x64); s.y = unpack(s.y64); }
+      this.doc = doc;
+      this.draw();
+    }
+
+    reload() { return this.load(this.range[0], this.range[1]); }
+
+    draw() {
+      const o = this.opts, doc = this.doc;
+      const tables = doc.series.map((s) => [s.x, smooth(s.y, o.smooth).map((y) =>
+        o.log && !(y > 0) ? null : y)]);
+      // Several runs: each keeps its own x (uPlot's mode 2), no join onto a common x.
+      const many = tables.length > 1;
+      const data = many ? [null].concat(tables) : tables[0];
+      const labels = o.labels || {};
+      const series = [{ label: o.axis }].concat(doc.series.map((s, i) => Object.assign({
+        label: labels[s.run] || D.short(s.run),
+        stroke: D.color(o.colors ? o.colors[i] : i),
+        width: 1.5,
+        spanGaps: true,
+        points: { show: (s.x.length || 0) < 60 },
+      }, many ? { paths: uPlot.paths.linear() } : {})));
+      const width = Math.max(200, Math.floor(this.box.clientWidth || 600));
+      const chart = this;
+      const opts = {
+        width: width,
+        height: o.height,
+        mode: many ? 2 : 1,
+        series: series,
+        scales: { x: { time: o.axis === "time" }, y: o.log ? { distr: 3 } : {} },
+        axes: [{ label: o.axis === "time" ? "" : "step" }, { size: 60 }],
+        legend: { show: doc.series.length <= 12 },
+        cursor: { drag: { x: true, y: false }, bind: {
+          dblclick: () => () => { chart.load(null, null); return null; },
+        } },
+        hooks: { setSelect: [(u) => {
+          if (u.select.width < 3) return;
+          const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+          chart.load(lo, hi);
+        }] },
+      };
+      if (this.plot) this.plot.destroy();
+      this.box.replaceChildren();
+      this.plot = new uPlot(opts, data, this.box);
+      const points = doc.series.reduce((a, s) => a + s.x.length, 0);
+      this.box.dataset.series = String(doc.series.length);
+      this.box.dataset.points = String(points);
+      this.box.dataset.total = String(doc.series.reduce((a, s) => a + s.total, 0));
+      this.box.dataset.drawn = String(Date.now());
+      if (!points) this.box.append(D.el("p", { class: "muted empty" }, "no points yet"));
+    }
+  }
+  D.SeriesChart = SeriesChart;
+  D.smooth = smooth;
+})(window.D);

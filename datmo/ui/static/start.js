@@ -1,0 +1,3 @@
+"use strict";
+window.addEventListener("hashchange", () => window.D.route());
+window.D.route();
