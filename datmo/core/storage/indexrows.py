@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from datmo.core.entity.base import field_defaults
@@ -119,3 +120,36 @@ def upgrade(db: sqlite3.Connection) -> None:
                 db.execute(f"DROP TABLE IF EXISTS {table}")
     finally:
         db.execute("COMMIT")
+
+
+def stored_rows(path: Path) -> dict[str, Any] | None:
+    """The rows as stored, read without writing anything (for fsck); None: no index yet.
+
+    A run whose filter values disagree with its row's record maps to None, so it
+    never matches the records either.
+    """
+    if not path.exists():
+        return None
+    # Read-only, but through the WAL: an index whose latest pages are still in its
+    # write-ahead log is whole, though its main file alone is not.
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows: dict[str, Any] = {
+            row[0]: unpacked(json.loads(row[1])) for row in db.execute("SELECT id, doc FROM runs")
+        }
+        stored: dict[str, set[tuple[str, str, Any, str]]] = {}
+        query = "SELECT v.sec, v.key, v.val, r.id FROM run_values v JOIN runs r USING (rid)"
+        for sec, key, val, run_id in db.execute(query):
+            stored.setdefault(run_id, set()).add((sec, key, val, run_id))
+        orphans = db.execute(
+            "SELECT count(*) FROM run_values WHERE rid NOT IN (SELECT rid FROM runs)"
+        ).fetchone()[0]
+    finally:
+        db.close()
+    for run_id, doc in rows.items():
+        mine = value_rows({**doc, "id": run_id}) if isinstance(doc, dict) else []
+        if stored.get(run_id, set()) != set(mine):
+            rows[run_id] = None
+    if orphans:
+        rows[""] = None
+    return rows
