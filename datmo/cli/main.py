@@ -58,6 +58,12 @@ class LazyGroup(click.Group):
         "settings": "datmo.cli.settings:settings",
         "queue": "datmo.cli.queue:queue",
         "sweep": "datmo.cli.sweep:sweep",
+        "remote": "datmo.cli.remote:remote",
+        "push": "datmo.cli.remote:push",
+        "pull": "datmo.cli.remote:pull",
+        "clone": "datmo.cli.remote:clone",
+        "bundle": "datmo.cli.bundle:bundle",
+        "export": "datmo.cli.export:export",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")

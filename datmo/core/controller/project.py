@@ -37,9 +37,14 @@ class InitResult:
 
 
 def init(
-    folder: Path, name: str | None, description: str | None, force: bool = False
+    folder: Path,
+    name: str | None,
+    description: str | None,
+    force: bool = False,
+    project_id: str | None = None,
 ) -> InitResult:
-    """Create `.datmo` in folder, or update the project there, keeping its id."""
+    """Create `.datmo` in folder, or update the project there, keeping its id.
+    project_id: the id a new project takes (a clone is the same project)."""
     root = Path(os.path.abspath(folder))
     home = Path(os.path.expanduser("~")).resolve()
     if not force and root.resolve() in (home, Path("/")):
@@ -72,7 +77,7 @@ def init(
             from datmo.core.executor.engine import engine_answers
 
             project = Project(
-                id=new_id(),
+                id=project_id or new_id(),
                 name=name or root.name or "project",
                 description=description or "",
                 created_at=now,

@@ -1,0 +1,394 @@
+"""A remote on an ssh host, through the system's `ssh` (its agent, config and known_hosts).
+
+Nothing but a POSIX shell, tar and git is needed on the host. Objects and records travel
+as one tar stream per push into tmp/ on the host, hashed as they are read here (only
+bytes that match their name leave; ssh's MAC keeps them intact on the way); the host's
+shell moves them into place only once the whole stream has arrived and been synced:
+objects first, then records, a kind at a time. Pulls hash every object on arrival.
+The code history is a bare repository that `git push`/`git fetch` reach over the same ssh.
+
+`$DATMO_SSH_COMMAND` replaces `ssh` (as GIT_SSH_COMMAND does for git); datmo adds only
+BatchMode (never a password prompt) and never weakens host-key checking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from blake3 import blake3
+
+from datmo.core.remote import gitcode
+from datmo.core.remote.layout import (
+    KINDS,
+    META,
+    DamagedRemote,
+    Item,
+    Progress,
+    RemoteError,
+    check_meta,
+    object_key,
+    parse_object_key,
+    parse_record_key,
+)
+from datmo.errors import CorruptStore, DatmoError, DiskFull
+
+if TYPE_CHECKING:
+    from datmo.core.remote.url import RemoteURL
+    from datmo.core.shadowgit.repo import ShadowRepo
+    from datmo.core.storage.objects import ObjectStore
+
+CHUNK = 1 << 20
+_SYNC = 'sync -f "$R" 2>/dev/null || sync'
+_LIST = 'cd "$R" 2>/dev/null || exit 0; find records -type f -name "*.json" 2>/dev/null; true'
+_CREATE = """set -e
+if [ -f "$R/datmo-remote.json" ]; then cat "$R/datmo-remote.json"; exit 0; fi
+if [ -d "$R" ] && [ -n "$(ls -A "$R")" ]; then echo @notempty; exit 0; fi
+command -v git >/dev/null 2>&1 || { echo @nogit; exit 0; }
+mkdir -p "$R/objects" "$R/tmp" "$R/records/environments" "$R/records/snapshots" \
+  "$R/records/sweeps" "$R/records/runs"
+[ -f "$R/git/HEAD" ] || git init --quiet --bare --template= "$R/git"
+{config}
+t="$R/tmp/meta-$$"
+cat > "$t"
+ln "$t" "$R/datmo-remote.json" 2>/dev/null || true
+rm -f "$t"
+{sync}
+cat "$R/datmo-remote.json"
+"""
+# The whole stream lands in a fresh folder of tmp/ first: nothing moves before it is all
+# there and synced. Then objects, a sync, and records kind by kind, each kind synced.
+_RECEIVE = """set -e
+umask 022
+mkdir -p "$R/tmp"
+find "$R/tmp" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} + 2>/dev/null || true
+t="$R/tmp/in-$$-$(date +%s)"
+mkdir "$t"
+tar -xf - -C "$t"
+{sync}
+if [ -d "$t/objects" ]; then
+  for d in "$t"/objects/*; do
+    [ -d "$d" ] || continue
+    n=${{d##*/}}
+    mkdir -p "$R/objects/$n"
+    mv -f "$d"/* "$R/objects/$n/"
+  done
+  {sync}
+fi
+for k in {kinds}; do
+  if [ -d "$t/records/$k" ]; then
+    mkdir -p "$R/records/$k"
+    mv -f "$t/records/$k"/* "$R/records/$k/"
+    {sync}
+  fi
+done
+rm -rf "$t"
+echo @ok
+"""
+_MISSING = 'cd "$R/objects" 2>/dev/null || { cat; exit 0; }\nwhile IFS= read -r k; do [ -f "$k" ] || echo "$k"; done'
+_TAR_OUT = 'cd "$R" && tar -cf - -T -'
+_ALL_OBJECTS = 'cd "$R" 2>/dev/null || exit 0; find objects -type f | tar -cf - -T -'
+_GIT_STATE = """cd "$R" || exit 1
+if [ ! -f git/HEAD ]; then echo @nogit; exit 0; fi
+git --git-dir git for-each-ref --format='%(objectname) %(refname)' refs/datmo/snapshots/
+echo @fsck
+git --git-dir git fsck --no-dangling --no-progress 2>&1 || true
+"""
+
+
+class SshTransport:
+    def __init__(self, url: RemoteURL) -> None:
+        self.url = url
+        self.label = url.text
+        self.base = [*shlex.split(os.environ.get("DATMO_SSH_COMMAND") or "ssh")]
+        self.base += ["-o", "BatchMode=yes"]
+        self.opts = (["-p", str(url.port)] if url.port else []) + (["-l", url.user] if url.user else [])
+        assert url.host and not url.host.startswith("-")  # url.parse refuses these
+
+    # -- running a script on the host -------------------------------------------------
+    def _argv(self, script: str) -> list[str]:
+        full = f"R={shlex.quote(self.url.path)}\n{script}"
+        return [*self.base, *self.opts, "--", str(self.url.host), "sh -c " + shlex.quote(full)]
+
+    def _fail(self, code: int, err: bytes, doing: str) -> DatmoError:
+        lines = err.decode(errors="replace").strip().splitlines()
+        why = lines[-1] if lines else f"exit status {code}"
+        if code == 255:
+            return RemoteError(f"cannot reach {self.label} over ssh: {why}")
+        if "No space left" in why or "Disk quota" in why:
+            return DiskFull(
+                f"the remote {self.label} is full ({why}); free space there and push again: "
+                "what was not sent was not recorded there"
+            )
+        return RemoteError(f"{doing} on {self.label} failed: {why}")
+
+    def _run(self, script: str, doing: str, input: bytes = b"") -> bytes:
+        try:
+            proc = subprocess.run(self._argv(script), input=input, capture_output=True)
+        except OSError as e:
+            raise RemoteError(f"cannot run ssh: {e.strerror or e}; is OpenSSH installed?") from None
+        if proc.returncode != 0:
+            raise self._fail(proc.returncode, proc.stderr, doing)
+        return proc.stdout
+
+    def _stream_out(self, script: str, names: list[str]) -> subprocess.Popen[bytes]:
+        """Start a script whose stdout is a tar stream; names go to its stdin meanwhile."""
+        try:
+            proc = subprocess.Popen(
+                self._argv(script),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as e:
+            raise RemoteError(f"cannot run ssh: {e.strerror or e}") from None
+        assert proc.stdin is not None
+        text = "".join(f"{n}\n" for n in names).encode()
+
+        def feed(pipe: IO[bytes]) -> None:
+            try:
+                pipe.write(text)
+                pipe.close()
+            except OSError:
+                pass  # ssh died: its exit status says why
+
+        threading.Thread(target=feed, args=(proc.stdin,), daemon=True).start()
+        return proc
+
+    def _finish(self, proc: subprocess.Popen[bytes], doing: str) -> None:
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise self._fail(proc.returncode, err, doing)
+
+    # -- the remote itself ------------------------------------------------------------
+    def read_meta(self) -> dict[str, Any] | None:
+        out = self._run(f'cat "$R/{META}" 2>/dev/null || echo @none', "reading the remote")
+        if out.strip() == b"@none":
+            return None
+        try:
+            return check_meta(json.loads(out), self.label)
+        except ValueError:
+            raise DamagedRemote(f"{META} on {self.label} is damaged") from None
+
+    def create(self, meta: dict[str, Any]) -> dict[str, Any]:
+        config = "\n".join(
+            f'git config --file "$R/git/config" {k} {shlex.quote(v)}'
+            for k, v in gitcode.BARE_CONFIG.items()
+        )
+        script = _CREATE.format(config=config, sync=_SYNC)
+        data = json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n"
+        out = self._run(script, "making the remote", data).strip()
+        if out == b"@notempty":
+            raise RemoteError(
+                f"{self.label} is not empty and holds no datmo remote; give an empty or new folder"
+            )
+        if out == b"@nogit":
+            raise RemoteError(f"{self.label}: git is not installed on the host; install it there")
+        try:
+            return check_meta(json.loads(out), self.label)
+        except ValueError:
+            raise DamagedRemote(f"{META} on {self.label} is damaged") from None
+
+    def record_ids(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {k: set() for k in KINDS}
+        for line in self._run(_LIST, "listing records").decode(errors="replace").splitlines():
+            found = parse_record_key(line.strip())
+            if found:
+                out[found[0]].add(found[1])
+        return out
+
+    def read_records(self, keys: list[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        proc = self._stream_out(_TAR_OUT, keys)
+        assert proc.stdout is not None
+        out: dict[str, bytes] = {}
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    f = tar.extractfile(member) if member.isfile() else None
+                    if f is not None and member.name in keys:
+                        out[member.name] = f.read()
+        except tarfile.TarError:
+            pass  # the exit status below says why
+        self._finish(proc, "reading records")
+        return out
+
+    def missing_objects(self, digests: Iterable[str]) -> set[str]:
+        names = "".join(f"{d[:2]}/{d[2:]}\n" for d in digests)
+        if not names:
+            return set()
+        out = self._run(_MISSING, "looking for objects", names.encode())
+        return {line.replace("/", "") for line in out.decode().split()}
+
+    # -- sending ----------------------------------------------------------------------
+    def send(self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress) -> None:
+        script = _RECEIVE.format(sync=_SYNC, kinds=" ".join(KINDS))
+        try:
+            proc = subprocess.Popen(
+                self._argv(script),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as e:
+            raise RemoteError(f"cannot run ssh: {e.strerror or e}") from None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        err_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        fd = proc.stdin.fileno()
+        try:
+            for item in objects:
+                _send_object(fd, item)
+            for key, data in records:
+                _send_bytes(fd, key, data)
+            _write(fd, b"\0" * (tarfile.RECORDSIZE * 2))
+            proc.stdin.close()
+        except CorruptStore:
+            proc.kill()  # a torn stream: the host's tar fails and nothing moves into place
+            proc.wait()
+            raise
+        except BrokenPipeError:
+            pass  # the host stopped reading: its exit status says why
+        out = proc.stdout.read()
+        code = proc.wait()
+        reader.join()
+        if code != 0 or b"@ok" not in out:
+            raise self._fail(code or 1, b"".join(err_chunks), "sending objects")
+
+    # -- fetching ---------------------------------------------------------------------
+    def fetch_objects(self, digests: list[str], into: ObjectStore, progress: Progress) -> None:
+        if not digests:
+            return
+        wanted = set(digests)
+        proc = self._stream_out(_TAR_OUT, [object_key(d) for d in sorted(wanted)])
+        assert proc.stdout is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    digest = parse_object_key(member.name)
+                    f = tar.extractfile(member) if member.isfile() else None
+                    if f is None or digest not in wanted:
+                        continue
+                    into.receive(iter(lambda f=f: f.read(CHUNK), b""), digest, self.label)
+                    wanted.discard(digest)
+        except tarfile.TarError:
+            pass  # a torn stream: the exit status, or what is missing, says why
+        if wanted:
+            proc.kill()
+            proc.wait()
+            first = sorted(wanted)[0]
+            raise DamagedRemote(
+                f"{len(wanted)} object(s) ({first[:12]}...) could not be fetched from "
+                f"{self.label}; run 'datmo fsck --remote' there, and pull again"
+            )
+        self._finish(proc, "fetching objects")
+
+    # -- code -------------------------------------------------------------------------
+    def _git_url(self) -> str:
+        host = f"[{self.url.host}]" if ":" in (self.url.host or "") else self.url.host
+        user = f"{self.url.user}@" if self.url.user else ""
+        port = f":{self.url.port}" if self.url.port else ""
+        return f"ssh://{user}{host}{port}{self.url.path}/git"
+
+    def _git_env(self) -> dict[str, str]:
+        return {"GIT_SSH_COMMAND": shlex.join(self.base), "GIT_SSH_VARIANT": "ssh"}
+
+    def push_code(
+        self, git: ShadowRepo, refs: dict[str, str], scratch: Path
+    ) -> tuple[list[Item], str | None]:
+        if refs:
+            gitcode.push(git, self._git_url(), refs, self.label, self._git_env())
+        return [], None
+
+    def fetch_code(
+        self, git: ShadowRepo, wants: dict[str, tuple[str, str | None]], scratch: Path
+    ) -> None:
+        gitcode.fetch(git, self._git_url(), wants, self.label, self._git_env())
+
+    # -- checking ---------------------------------------------------------------------
+    def object_hashes(self) -> Iterator[tuple[str, str | None]]:
+        proc = self._stream_out(_ALL_OBJECTS, [])
+        assert proc.stdout is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    digest = parse_object_key(member.name)
+                    f = tar.extractfile(member) if member.isfile() else None
+                    if digest is None or f is None:
+                        continue
+                    h = blake3(max_threads=1)
+                    while chunk := f.read(CHUNK):
+                        h.update(chunk)
+                    yield digest, h.hexdigest()
+        except tarfile.ReadError:
+            pass  # no objects at all: an empty stream
+        self._finish(proc, "reading objects")
+
+    def code_problems(self, wants: dict[str, tuple[str, str | None]]) -> list[str]:
+        out = self._run(_GIT_STATE, "checking the code repository").decode(errors="replace")
+        if out.strip() == "@nogit":
+            return [f"{self.label} has no code repository (git/)"] if wants else []
+        refs, _, fsck = out.partition("@fsck\n")
+        return gitcode.problems(refs, [ln for ln in fsck.splitlines() if ln.strip()], wants)
+
+    def close(self) -> None:
+        pass
+
+
+def _write(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _header(name: str, size: int, mode: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, mode, int(__import__("time").time())
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def _send_bytes(fd: int, name: str, data: bytes) -> None:
+    _write(fd, _header(name, len(data), 0o644) + data + _pad(len(data)))
+
+
+def _send_object(fd: int, item: Item) -> None:
+    """One object into the tar stream, hashed as read; a mismatch raises (the caller tears
+    the stream so the host keeps nothing of it)."""
+    try:
+        src = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise CorruptStore(f"cannot read {item.path}: {e.strerror}; run 'datmo fsck'") from None
+    try:
+        size = os.fstat(src).st_size
+        _write(fd, _header(object_key(item.digest), size, 0o444))
+        h, left, buf = blake3(max_threads=1), size, bytearray(CHUNK)
+        while left > 0:
+            n = os.readv(src, [buf])
+            if n == 0:
+                break
+            view = memoryview(buf)[: min(n, left)]
+            h.update(view)
+            _write(fd, view)
+            left -= len(view)
+        if left or h.hexdigest() != item.digest:
+            raise CorruptStore(
+                f"{item.path} does not match its hash {item.digest[:12]}; nothing of it was "
+                "sent; run 'datmo fsck'"
+            )
+        _write(fd, _pad(size))
+    finally:
+        os.close(src)
