@@ -21,8 +21,12 @@ def remote() -> None:
 @remote.command()
 @click.argument("name")
 @click.argument("url")
-@click.option("--default", "default", is_flag=True, help="Push and pull here when no name is given.")
-@click.option("--endpoint-url", metavar="URL", help="An S3-compatible store (MinIO, Ceph) for s3://.")
+@click.option(
+    "--default", "default", is_flag=True, help="Push and pull here when no name is given."
+)
+@click.option(
+    "--endpoint-url", metavar="URL", help="An S3-compatible store (MinIO, Ceph) for s3://."
+)
 def add(name: str, url: str, default: bool, endpoint_url: str | None) -> None:
     """Add a remote: a folder, ssh://[user@]host[:port]/path or s3://bucket/prefix.
 
@@ -159,10 +163,12 @@ def clone(source: str, folder: Path, no_files: bool, endpoint_url: str | None) -
     The clone is the same project (same id). Reproduce a run in it with 'datmo rerun ID'.
     Example: datmo clone ssh://me@gpu-box/srv/datmo/proj proj && cd proj && datmo ls
     """
-    from datmo.core.controller import pull as ctl
+    from datmo.core.controller import clone as ctl
 
     ctx, done = ctl.clone(source, folder, not no_files, endpoint_url, progress=note)
     for line in done.skipped:
         note(f"not pulled: {line}")
     echo(f"cloned {_counts(done.added)} into {ctx.root}")
-    note("the working tree is empty: 'datmo snapshot checkout ID' fills it, 'datmo rerun ID' reruns")
+    note(
+        "the working tree is empty: 'datmo snapshot checkout ID' fills it, 'datmo rerun ID' reruns"
+    )

@@ -6,7 +6,6 @@ importing the same bundle twice changes nothing. Nothing in a bundle is ever run
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from datmo.core.controller import incoming, sharing
@@ -51,7 +50,11 @@ def _complete(ctx: ProjectContext, contents: bundlefile.Contents, path: Path) ->
     store, git = ctx.store, ctx.store.git
 
     def need(kind: str, rid: str | None, by: str) -> None:
-        if rid and rid not in contents.envelopes[kind] and not store.path(kind, f"{rid}.json").is_file():
+        if (
+            rid
+            and rid not in contents.envelopes[kind]
+            and not store.path(kind, f"{rid}.json").is_file()
+        ):
             raise bundlefile.DamagedBundle(f"{path} is incomplete: {by} needs {kind} {rid[:8]}")
 
     def have(digest: str | None, by: str) -> None:
@@ -65,7 +68,9 @@ def _complete(ctx: ProjectContext, contents: bundlefile.Contents, path: Path) ->
         have(snap.requirements_id, by)
         for digest in incoming.file_digests(ctx, snap):
             have(digest, by)
-        if heads.get(SNAPSHOT_REFS + sid) != snap.code_commit and not git.has_object(snap.code_commit):
+        if heads.get(SNAPSHOT_REFS + sid) != snap.code_commit and not git.has_object(
+            snap.code_commit
+        ):
             raise bundlefile.DamagedBundle(f"{path} is incomplete: {by}'s code is not in it")
     for eid, env in entities["environments"].items():
         for digest in env.files.values():
@@ -112,17 +117,3 @@ def import_(ctx: ProjectContext, path: Path) -> incoming.Installed:
     finally:
         if contents.code is not None:
             contents.code.unlink(missing_ok=True)
-
-
-def clone(path: Path, folder: Path, made: bool) -> tuple[ProjectContext, incoming.Installed]:
-    """A new project from a bundle: the bundle's project id, and no remote."""
-    from datmo.core.controller import project
-
-    meta = bundlefile.read_meta(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        ctx = project.init(folder, meta.get("project_name"), None, project_id=meta["project_id"]).ctx
-        return ctx, import_(ctx, path.resolve())
-    except BaseException:
-        shutil.rmtree(folder if made else folder / ".datmo", ignore_errors=True)
-        raise

@@ -70,7 +70,10 @@ def settle_incoming(ctx: ProjectContext) -> None:
     git, store = ctx.store.git, ctx.store
     for ref, sha in git.list_refs(INCOMING).items():
         sid = ref[len(INCOMING) :]
-        if store.path("snapshots", f"{sid}.json").is_file() and git.read_ref(SNAPSHOT_REFS + sid) is None:
+        if (
+            store.path("snapshots", f"{sid}.json").is_file()
+            and git.read_ref(SNAPSHOT_REFS + sid) is None
+        ):
             git.update_ref(SNAPSHOT_REFS + sid, sha)
         git.delete_ref(ref)
 
@@ -87,11 +90,15 @@ def install(
     store, git = ctx.store, ctx.store.git
     result = Installed()
     # Only what is new here; a record this project has is kept as it is.
-    fresh = {k: {i: e for i, e in envelopes.get(k, {}).items() if not _exists(ctx, k, i)} for k in KINDS}
+    fresh = {
+        k: {i: e for i, e in envelopes.get(k, {}).items() if not _exists(ctx, k, i)} for k in KINDS
+    }
     entities = parse(fresh, where)
     for rid, run in list(entities["runs"].items()):
         if not run.finished:
-            result.skipped.append(f"run {rid[:8]} is {run.status} there; only finished runs are pulled")
+            result.skipped.append(
+                f"run {rid[:8]} is {run.status} there; only finished runs are pulled"
+            )
             del entities["runs"][rid]
             del fresh["runs"][rid]
     # 1. code

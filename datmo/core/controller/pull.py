@@ -8,10 +8,7 @@ snapshot needs the first time it is used (ensure_files), from the remote it came
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datmo.core.controller import incoming
@@ -53,9 +50,13 @@ def gather(
     record they need that this project lacks."""
     store, where = ctx.store, transport.label
     there = transport.record_ids()
-    wanted = _resolve(ids, there, where) if ids else {k: set(there[k]) for k in ("runs", "snapshots")}
+    wanted = (
+        _resolve(ids, there, where) if ids else {k: set(there[k]) for k in ("runs", "snapshots")}
+    )
     got: dict[str, dict[str, Envelope]] = {k: {} for k in KINDS}
-    todo = {k: {i for i in wanted.get(k, ()) if not store.path(k, f"{i}.json").is_file()} for k in KINDS}
+    todo = {
+        k: {i for i in wanted.get(k, ()) if not store.path(k, f"{i}.json").is_file()} for k in KINDS
+    }
     while any(todo.values()):
         keys = [record_key(k, i) for k in KINDS for i in sorted(todo[k])]
         raw = transport.read_records(keys)
@@ -67,9 +68,10 @@ def gather(
                     raise NotFound(f"{where} has no {kind.rstrip('s')} {rid[:8]}")
                 env = got[kind][rid] = parse_envelope(key, raw[key], where)
                 for k2, dep in _needs(kind, env.record):
-                    if dep and dep not in got[k2] and not store.path(k2, f"{dep}.json").is_file():
-                        if k2 != "sweeps" or dep in there["sweeps"]:
-                            nxt[k2].add(dep)
+                    if not dep or dep in got[k2] or store.path(k2, f"{dep}.json").is_file():
+                        continue
+                    if k2 != "sweeps" or dep in there["sweeps"]:  # a sweep may be gone
+                        nxt[k2].add(dep)
         todo = nxt
     return got
 
@@ -97,7 +99,9 @@ def _open(ctx: ProjectContext, name: str | None) -> tuple[remotes.Remote, Transp
     meta = transport.read_meta()
     if meta is None:
         transport.close()
-        raise DatmoError(f"remote '{remote.name}' ({transport.label}) holds nothing yet; push to it first")
+        raise DatmoError(
+            f"remote '{remote.name}' ({transport.label}) holds nothing yet; push to it first"
+        )
     remotes.check_project(ctx, meta, f"remote '{remote.name}' ({transport.label})")
     return remote, transport
 
@@ -133,7 +137,9 @@ def pull(
 ) -> PullResult:
     remote, transport = _open(ctx, name)
     try:
-        return PullResult(remote.name, from_transport(ctx, transport, remote.name, ids, with_files, progress))
+        return PullResult(
+            remote.name, from_transport(ctx, transport, remote.name, ids, with_files, progress)
+        )
     finally:
         transport.close()
 
@@ -156,7 +162,8 @@ def ensure_files(ctx: ProjectContext, snap: Snapshot, progress: Progress = None)
             ) from None
         try:
             if progress:
-                progress(f"fetching {len(missing)} file(s) of snapshot {snap.id[:8]} from '{remote.name}'")
+                what = f"{len(missing)} file(s) of snapshot {snap.id[:8]}"
+                progress(f"fetching {what} from '{remote.name}'")
             transport.fetch_objects(missing, objects, progress)
         finally:
             transport.close()
@@ -165,43 +172,3 @@ def ensure_files(ctx: ProjectContext, snap: Snapshot, progress: Progress = None)
         snap = now.evolve(files_pending=False)
         ctx.store.write_entity("snapshots", snap.to_dict())
     return snap
-
-
-def clone(
-    source: str,
-    folder: Path,
-    with_files: bool = True,
-    endpoint_url: str | None = None,
-    progress: Progress = None,
-) -> tuple[ProjectContext, incoming.Installed]:
-    """A new project in folder from a remote URL (it becomes 'origin') or a bundle file;
-    the same project id. A clone that fails leaves nothing behind."""
-    from datmo.core.controller import project
-    from datmo.core.remote import open_transport
-    from datmo.core.remote.url import parse
-
-    made = not folder.exists()
-    if not made and (not folder.is_dir() or any(folder.iterdir())):
-        raise DatmoError(f"{folder} exists and is not an empty folder; clone into a new one")
-    if os.path.isfile(source):
-        from datmo.core.controller import bundle
-
-        return bundle.clone(Path(source), folder, made)
-    url = parse(source)
-    transport = open_transport(url, endpoint_url)
-    try:
-        meta = transport.read_meta()
-        if meta is None:
-            raise NotFound(f"no datmo remote at {transport.label}")
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            init = project.init(folder, meta.get("project_name"), None, project_id=meta["project_id"])
-            ctx = init.ctx
-            remotes.add(ctx, "origin", url.text, default=True, endpoint_url=endpoint_url)
-            done = from_transport(ctx, transport, "origin", (), with_files, progress)
-        except BaseException:
-            shutil.rmtree(folder if made else folder / ".datmo", ignore_errors=True)
-            raise
-        return ctx, done
-    finally:
-        transport.close()

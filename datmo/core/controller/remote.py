@@ -110,7 +110,9 @@ def get(ctx: ProjectContext, name: str | None) -> Remote:
         name = default_name(info)
         if name is None:
             if not info.remotes:
-                raise DatmoError("this project has no remote; add one with 'datmo remote add NAME URL'")
+                raise DatmoError(
+                    "this project has no remote; add one with 'datmo remote add NAME URL'"
+                )
             raise DatmoError(
                 f"name the remote ({', '.join(sorted(info.remotes))}), or make one the default "
                 "with 'datmo remote add NAME URL --default'"

@@ -36,7 +36,9 @@ class Selection:
 
 @dataclass
 class Plan:
-    envelopes: dict[str, dict[str, Envelope]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    envelopes: dict[str, dict[str, Envelope]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
     objects: dict[str, Path] = field(default_factory=dict)  # digest -> a local file with its bytes
     refs: dict[str, str] = field(default_factory=dict)  # snapshot id -> its code's commit
 

@@ -54,7 +54,9 @@ class DamagedBundle(DamagedRemote):
 @dataclass
 class Contents:
     meta: dict[str, Any]
-    envelopes: dict[str, dict[str, Envelope]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    envelopes: dict[str, dict[str, Envelope]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
     code: Path | None = None  # the git bundle, in scratch
     objects: set[str] = field(default_factory=set)  # every object the bundle holds
     added: list[str] = field(default_factory=list)  # the ones this read put in the store
@@ -72,17 +74,25 @@ class _Hashing:
         return data
 
 
-def write(dest: Path, meta: dict[str, Any], objects: list[Item], code: Path | None, records: list[tuple[str, bytes]]) -> None:
+def write(
+    dest: Path,
+    meta: dict[str, Any],
+    objects: list[Item],
+    code: Path | None,
+    records: list[tuple[str, bytes]],
+) -> None:
     """The bundle at dest, whole or not at all (a temporary name, fsync, rename)."""
     fd, tmp = mkstemp(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT, copybufsize=CHUNK) as tar:
+            with tarfile.TarFile(
+                fileobj=raw, mode="w", format=tarfile.GNU_FORMAT, copybufsize=CHUNK
+            ) as tar:
                 _add(tar, META, json.dumps({**meta, "format": FORMAT}, sort_keys=True).encode())
                 for item in objects:
                     with open(item.path, "rb") as f:
                         src = _Hashing(f)
-                        tar.addfile(_info(object_key(item.digest), item.size, 0o444), src)  # type: ignore[arg-type]
+                        tar.addfile(_info(object_key(item.digest), item.size, 0o444), src)
                     if src.h.hexdigest() != item.digest:
                         raise CorruptStore(f"{item.path} does not match its hash; run 'datmo fsck'")
                 if code is not None:
@@ -98,7 +108,9 @@ def write(dest: Path, meta: dict[str, Any], objects: list[Item], code: Path | No
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if e.errno in (28, 122):  # ENOSPC, EDQUOT
-            raise DiskFull(f"disk full while writing {dest}; free some space and try again") from None
+            raise DiskFull(
+                f"disk full while writing {dest}; free some space and try again"
+            ) from None
         raise DatmoError(f"cannot write {dest}: {e.strerror or e}") from None
     except BaseException:
         with contextlib.suppress(OSError):
@@ -123,7 +135,12 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         with tarfile.open(path, mode="r|") as tar:
             member = tar.next()
-            if member is None or member.name != META or not member.isreg() or member.size > MAX_RECORD:
+            if (
+                member is None
+                or member.name != META
+                or not member.isreg()
+                or member.size > MAX_RECORD
+            ):
                 raise DamagedBundle(f"{path} is not a datmo bundle (no {META} first)")
             f = tar.extractfile(member)
             assert f is not None
@@ -159,7 +176,9 @@ def read(path: Path, store: ObjectStore, scratch: Path) -> Contents:
                     raise DamagedBundle(f"{path} is damaged: it holds {name} twice")
                 seen.add(name)
                 if not member.isreg():
-                    raise DamagedBundle(f"{path} holds {name!r}, which is not a plain file; refused")
+                    raise DamagedBundle(
+                        f"{path} holds {name!r}, which is not a plain file; refused"
+                    )
                 f = tar.extractfile(member)
                 assert f is not None
                 if contents is None:
@@ -175,9 +194,13 @@ def read(path: Path, store: ObjectStore, scratch: Path) -> Contents:
                             out.write(chunk)
                     contents.code = code
                 elif (found := parse_record_key(name)) is not None and member.size <= MAX_RECORD:
-                    contents.envelopes[found[0]][found[1]] = parse_envelope(name, f.read(), str(path))
+                    contents.envelopes[found[0]][found[1]] = parse_envelope(
+                        name, f.read(), str(path)
+                    )
                 else:
-                    raise DamagedBundle(f"{path} holds {name!r}, which no datmo bundle has; refused")
+                    raise DamagedBundle(
+                        f"{path} holds {name!r}, which no datmo bundle has; refused"
+                    )
         if contents is None:
             raise DamagedBundle(f"{path} is empty")
         contents.added = added

@@ -131,7 +131,9 @@ class FolderTransport:
         return {d for d in digests if not (self.root / object_key(d)).is_file()}
 
     # -- sending ----------------------------------------------------------------------
-    def send(self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress) -> None:
+    def send(
+        self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress
+    ) -> None:
         tmp = self.root / "tmp"
         try:
             os.makedirs(tmp, exist_ok=True)

@@ -94,14 +94,18 @@ def init_bare(path: Path) -> None:
     if (path / "HEAD").is_file():
         return
     steps = [["git", "init", "--quiet", "--bare", "--template=", str(path)]]
-    steps += [["git", "config", "--file", str(path / "config"), k, v] for k, v in BARE_CONFIG.items()]
+    steps += [
+        ["git", "config", "--file", str(path / "config"), k, v] for k, v in BARE_CONFIG.items()
+    ]
     for argv in steps:
         code, _, why = plain(argv)
         if code != 0:
             raise RemoteError(f"cannot make the code repository {path}: {why}")
 
 
-def problems(refs_text: str, fsck_lines: list[str], wants: Mapping[str, tuple[str, str | None]]) -> list[str]:
+def problems(
+    refs_text: str, fsck_lines: list[str], wants: Mapping[str, tuple[str, str | None]]
+) -> list[str]:
     """What a remote's code history lacks: each snapshot's ref with its commit, and what
     `git fsck` says of the repository."""
     have = {}
@@ -120,7 +124,9 @@ def bare_problems(path: Path, wants: Mapping[str, tuple[str, str | None]], where
     if not (path / "HEAD").is_file():
         return [f"{where} has no code repository (git/)"] if wants else []
     base = ["git", "--git-dir", str(path)]
-    code, out, why = plain([*base, "for-each-ref", "--format=%(objectname) %(refname)", SNAPSHOT_REFS])
+    code, out, why = plain(
+        [*base, "for-each-ref", "--format=%(objectname) %(refname)", SNAPSHOT_REFS]
+    )
     if code != 0:
         return [f"git: {why}"]
     fsck_code, fsck_out, fsck_why = plain([*base, "fsck", "--no-dangling", "--no-progress"])

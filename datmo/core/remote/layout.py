@@ -113,14 +113,20 @@ def parse_envelope(key: str, raw: bytes, where: str) -> Envelope:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise bad from None
-    if not isinstance(doc, dict) or doc.get("kind") != kind or not isinstance(doc.get("record"), dict):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("kind") != kind
+        or not isinstance(doc.get("record"), dict)
+    ):
         raise bad
     if doc.get("format") != FORMAT:
         raise DatmoError(f"{key} on {where} is of a newer format than this datmo; upgrade datmo")
     data, bundle = doc.get("data") or {}, doc.get("bundle")
     if doc["record"].get("id") != record_id or not isinstance(data, dict):
         raise bad
-    if any(n not in RUN_DATA or not isinstance(d, str) or not DIGEST.match(d) for n, d in data.items()):
+    if any(
+        n not in RUN_DATA or not isinstance(d, str) or not DIGEST.match(d) for n, d in data.items()
+    ):
         raise bad
     if bundle is not None and not (isinstance(bundle, str) and DIGEST.match(bundle)):
         raise bad
@@ -160,7 +166,9 @@ class Transport(Protocol):
     def missing_objects(self, digests: Iterable[str]) -> set[str]:
         """Which of digests the remote lacks."""
 
-    def send(self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress) -> None:
+    def send(
+        self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress
+    ) -> None:
         """Objects (hash-checked as read), then the records, in the order given."""
 
     def fetch_objects(self, digests: list[str], into: ObjectStore, progress: Progress) -> None:
@@ -197,7 +205,7 @@ def parallel(fn: Callable[[Any], None], items: list[Any], workers: int) -> None:
 
     with ThreadPoolExecutor(min(workers, len(items))) as pool:
         futures = [pool.submit(fn, item) for item in items]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for f in pending:
             f.cancel()
         for f in futures:

@@ -83,9 +83,13 @@ class S3Transport:
             if code in _MISSING_CODES:
                 raise FileNotFoundError(kw.get("Key", "")) from None
             if code == "NoSuchBucket":
-                raise RemoteError(f"the bucket of {self.label} does not exist; create it first") from None
+                raise RemoteError(
+                    f"the bucket of {self.label} does not exist; create it first"
+                ) from None
             if code in ("QuotaExceeded", "EntityTooLarge", "InsufficientStorage"):
-                raise DiskFull(f"the remote {self.label} refused more data ({code}); free space there") from None
+                raise DiskFull(
+                    f"the remote {self.label} refused more data ({code}); free space there"
+                ) from None
             raise RemoteError(f"{doing} on {self.label} failed: {code or e}") from None
         except BotoCoreError as e:
             raise RemoteError(f"{doing} on {self.label} failed: {e}") from None
@@ -164,7 +168,9 @@ class S3Transport:
 
         def head(digest: str) -> None:
             try:
-                self._call("looking for objects", self.s3.head_object, Key=self._key(object_key(digest)))
+                self._call(
+                    "looking for objects", self.s3.head_object, Key=self._key(object_key(digest))
+                )
             except FileNotFoundError:
                 missing.add(digest)
 
@@ -172,7 +178,9 @@ class S3Transport:
         return missing
 
     # -- sending ----------------------------------------------------------------------
-    def send(self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress) -> None:
+    def send(
+        self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress
+    ) -> None:
         def put(item: Item) -> None:
             if hash_file(item.path) != item.digest:  # only bytes that match their name go
                 raise CorruptStore(
@@ -198,7 +206,9 @@ class S3Transport:
     def fetch_objects(self, digests: list[str], into: ObjectStore, progress: Progress) -> None:
         def get(digest: str) -> None:
             try:
-                got = self._call("fetching objects", self.s3.get_object, Key=self._key(object_key(digest)))
+                got = self._call(
+                    "fetching objects", self.s3.get_object, Key=self._key(object_key(digest))
+                )
             except FileNotFoundError:
                 raise DamagedRemote(
                     f"object {digest[:12]} is missing from {self.label}; run 'datmo fsck --remote'"

@@ -13,6 +13,7 @@ BatchMode (never a password prompt) and never weakens host-key checking.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -92,7 +93,8 @@ done
 rm -rf "$t"
 echo @ok
 """
-_MISSING = 'cd "$R/objects" 2>/dev/null || { cat; exit 0; }\nwhile IFS= read -r k; do [ -f "$k" ] || echo "$k"; done'
+_MISSING = """cd "$R/objects" 2>/dev/null || { cat; exit 0; }
+while IFS= read -r k; do [ -f "$k" ] || echo "$k"; done"""
 _TAR_OUT = 'cd "$R" && tar -cf - -T -'
 _ALL_OBJECTS = 'cd "$R" 2>/dev/null || exit 0; find objects -type f | tar -cf - -T -'
 _GIT_STATE = """cd "$R" || exit 1
@@ -109,7 +111,9 @@ class SshTransport:
         self.label = url.text
         self.base = [*shlex.split(os.environ.get("DATMO_SSH_COMMAND") or "ssh")]
         self.base += ["-o", "BatchMode=yes"]
-        self.opts = (["-p", str(url.port)] if url.port else []) + (["-l", url.user] if url.user else [])
+        self.opts = (["-p", str(url.port)] if url.port else []) + (
+            ["-l", url.user] if url.user else []
+        )
         assert url.host and not url.host.startswith("-")  # url.parse refuses these
 
     # -- running a script on the host -------------------------------------------------
@@ -230,7 +234,9 @@ class SshTransport:
         return {line.replace("/", "") for line in out.decode().split()}
 
     # -- sending ----------------------------------------------------------------------
-    def send(self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress) -> None:
+    def send(
+        self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress
+    ) -> None:
         script = _RECEIVE.format(sync=_SYNC, kinds=" ".join(KINDS))
         try:
             proc = subprocess.Popen(
@@ -279,7 +285,7 @@ class SshTransport:
                     f = tar.extractfile(member) if member.isfile() else None
                     if f is None or digest not in wanted:
                         continue
-                    into.receive(iter(lambda f=f: f.read(CHUNK), b""), digest, self.label)
+                    into.receive(iter(functools.partial(f.read, CHUNK), b""), digest, self.label)
                     wanted.discard(digest)
         except tarfile.TarError:
             pass  # a torn stream: the exit status, or what is missing, says why

@@ -50,7 +50,9 @@ def parse(text: str, cwd: str | None = None) -> RemoteURL:
             raise _bad(text, "must be file:///absolute/path")
     elif re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", text):
         scheme = text.split("://", 1)[0]
-        raise _bad(text, f"has a scheme datmo does not know ({scheme}); use a folder, ssh:// or s3://")
+        raise _bad(
+            text, f"has a scheme datmo does not know ({scheme}); use a folder, ssh:// or s3://"
+        )
     elif re.match(r"[^/]+@[^/]+:", text) or re.match(r"[A-Za-z0-9.\-]+:[^/\\]", text):
         raise _bad(text, "looks like scp syntax; write ssh://[user@]host[:port]/path")
     folder = os.path.normpath(os.path.join(cwd or os.getcwd(), os.path.expanduser(text)))
