@@ -117,7 +117,7 @@ def problems(
         got = have.get(SNAPSHOT_REFS + sid)
         if got != commit:
             out.append(f"snapshot {sid[:8]}: its code ({commit[:12]}) is missing from git/")
-    return out + [f"git: {line}" for line in fsck_lines]
+    return out + [f"git: {ln}" for ln in fsck_lines if not ln.startswith("notice:")]
 
 
 def bare_problems(path: Path, wants: Mapping[str, tuple[str, str | None]], where: str) -> list[str]:

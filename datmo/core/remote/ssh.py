@@ -52,7 +52,7 @@ _LIST = 'cd "$R" 2>/dev/null || exit 0; find records -type f -name "*.json" 2>/d
 _CREATE = """set -e
 if [ -f "$R/datmo-remote.json" ]; then cat "$R/datmo-remote.json"; exit 0; fi
 if [ -d "$R" ] && [ -n "$(ls -A "$R")" ]; then echo @notempty; exit 0; fi
-command -v git >/dev/null 2>&1 || { echo @nogit; exit 0; }
+command -v git >/dev/null 2>&1 || {{ echo @nogit; exit 0; }}
 mkdir -p "$R/objects" "$R/tmp" "$R/records/environments" "$R/records/snapshots" \
   "$R/records/sweeps" "$R/records/runs"
 [ -f "$R/git/HEAD" ] || git init --quiet --bare --template= "$R/git"
