@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datmo.core.remote.s3 as s3_module
 from test_folder import fsck_clean, ls
+
+import datmo.core.remote.s3 as s3_module
 
 
 def test_push_clone_pull_and_fsck_over_s3(
