@@ -182,8 +182,7 @@ def finished_run(cli: Any, tree: Any, project: Path) -> Callable[..., str]:
             project,
             {
                 "train.py": (
-                    f"print('acc: {value}')\n"
-                    f"open('model.bin', 'wb').write(b'm' * {size})\n"
+                    f"print('acc: {value}')\nopen('model.bin', 'wb').write(b'm' * {size})\n"
                 ),
                 "data.bin": b"d" * 1_200_000,
             },
