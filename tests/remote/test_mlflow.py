@@ -55,7 +55,11 @@ def test_export_writes_config_series_status_and_ids_once(cli, tree, project, tmp
     assert run.data.metrics["acc"] == 0.75
 
     again = cli("export", "mlflow", "--tracking-uri", uri, "--experiment", "exp1", rid[:8])
-    assert again.exit_code == 0 and "exported 0 run(s)" in again.stdout and "1 exported before" in again.stdout
+    assert (
+        again.exit_code == 0
+        and "exported 0 run(s)" in again.stdout
+        and "1 exported before" in again.stdout
+    )
     (same,) = client.search_runs([exp.experiment_id])
     assert same.info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 1500

@@ -232,7 +232,12 @@ def _check_index(ctx: ProjectContext, runs_: dict[str, Run], r: Report, repair: 
         if rows is None:
             return  # derived data, built on first use
         truth = {rid: run.to_dict() for rid, run in runs_.items()}
-        if rows != truth:
+        if rows != truth and not idx.is_fresh():
+            # It knows it is behind (a writer stopped between a record and its row, as
+            # a killed pull can): the next reader brings it up to date; no damage.
+            if repair:
+                idx.refresh()
+        elif rows != truth:
             r.add(f"the run index disagrees with the records ({len(rows)} rows, {len(truth)} runs)")
             if repair:
                 idx.rebuild()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from datmo.core.shadowgit.repo import ShadowRepo
     from datmo.core.storage.objects import ObjectStore
 
+LAYOUT = ("objects", "tmp", "records", "git")  # what `create` makes before datmo-remote.json
 WORKERS = 8  # copies in flight: enough to hide fsync and NFS round trips
 STALE_TMP_S = 3600.0  # a temp file this old was left by a killed push
 
@@ -74,7 +75,8 @@ class FolderTransport:
         if found is not None:
             return found
         try:
-            if self.root.exists() and any(os.scandir(self.root)):
+            # Only our own folders (a first push killed before its meta) may be there.
+            if self.root.exists() and set(os.listdir(self.root)) - set(LAYOUT):
                 # Another first push of the same project may have just made it.
                 found = self.read_meta()
                 if found is not None:
@@ -226,7 +228,9 @@ class FolderTransport:
     ) -> tuple[list[Item], str | None]:
         if refs:
             gitcode.init_bare(self.root / "git")
-            gitcode.push(git, str(self.root / "git"), refs, self.label)
+            locks = self.root / "git" / gitcode.SNAPSHOT_REFS
+            unlock = lambda: gitcode.stale_locks(locks)  # noqa: E731
+            gitcode.push(git, str(self.root / "git"), refs, self.label, unlock=unlock)
         return [], None
 
     def fetch_code(

@@ -8,7 +8,8 @@ then the snapshot's own ref replaces it (datmo.core.controller.pull).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from datmo.core.remote.layout import INCOMING, SNAPSHOT_REFS, RemoteError
@@ -16,6 +17,7 @@ from datmo.core.shadowgit.repo import ShadowRepo, clean_env
 from datmo.errors import DatmoError
 
 CHUNK = 500  # refspecs per `git push` (they go on its command line)
+LOCK_WAIT = 2.0  # a live push holds a ref's lock for milliseconds
 # The remote's bare repository: durable writes, no hooks, no automatic gc.
 BARE_CONFIG = {"core.fsync": "committed", "core.hooksPath": "/dev/null", "gc.auto": "0"}
 _QUIET = ("-c", "advice.pushUpdateRejected=false", "-c", "transfer.fsckObjects=true")
@@ -26,15 +28,44 @@ def _failed(e: DatmoError, doing: str, where: str) -> RemoteError:
 
 
 def push(
-    git: ShadowRepo, url: str, refs: Mapping[str, str], where: str, env: Mapping[str, str] = {}
+    git: ShadowRepo,
+    url: str,
+    refs: Mapping[str, str],
+    where: str,
+    env: Mapping[str, str] = {},
+    unlock: Callable[[], None] | None = None,
 ) -> None:
-    """Each snapshot's commit to refs/datmo/snapshots/<id> of the bare repository at url."""
+    """Each snapshot's commit to refs/datmo/snapshots/<id> of the bare repository at url.
+
+    A push killed while git updated the refs leaves their .lock files behind, and git
+    refuses to touch those refs again; unlock removes the ones still there after a wait
+    no live push holds a ref lock for, and the push is made again.
+    """
     specs = [f"+{sha}:{SNAPSHOT_REFS}{sid}" for sid, sha in sorted(refs.items())]
     for i in range(0, len(specs), CHUNK):
-        try:
-            git.run(*_QUIET, "push", "--quiet", "--no-verify", url, *specs[i : i + CHUNK], env=env)
-        except DatmoError as e:
-            raise _failed(e, "sending code to", where) from None
+        for attempt in range(3):
+            try:
+                git.run(
+                    *_QUIET, "push", "--quiet", "--no-verify", url, *specs[i : i + CHUNK], env=env
+                )
+                break
+            except DatmoError as e:
+                if "cannot lock ref" not in str(e) or attempt == 2:
+                    raise _failed(e, "sending code to", where) from None
+                if unlock is not None:
+                    unlock()
+                else:
+                    time.sleep(0.2)  # another push held the ref a moment
+
+
+def stale_locks(folder: Path, wait: float = LOCK_WAIT) -> None:
+    """Remove the ref .lock files under folder that are still there after wait seconds."""
+    before = set(folder.glob("*.lock")) if folder.is_dir() else set()
+    if not before:
+        return
+    time.sleep(wait)
+    for lock in before:
+        lock.unlink(missing_ok=True)
 
 
 def fetch(
