@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from blake3 import blake3
 
-from datmo.core.remote import gitcode
+from datmo.core.remote import gitcode, tarstream
 from datmo.core.remote.layout import (
     KINDS,
     META,
@@ -70,11 +70,43 @@ class SshTransport:
             ["-l", url.user] if url.user else []
         )
         assert url.host and not url.host.startswith("-")  # url.parse refuses these
+        self._dir: str | None = None  # the connection's private folder
+        self._mux: list[str] | None = None  # options that reuse the one connection
 
     # -- running a script on the host -------------------------------------------------
+    def _connect(self) -> None:
+        """One ssh connection for the whole command: a master (its socket in a private
+        folder) that every later ssh, git's included, rides on. It ends in close(), or
+        by itself ControlPersist seconds after its last use if datmo was killed."""
+        if self._mux is not None:
+            return
+        import tempfile
+
+        self._dir = tempfile.mkdtemp(prefix="datmo-ssh-")
+        path = os.path.join(self._dir, "m")
+        argv = [*self.base, "-o", "ControlMaster=yes", "-o", f"ControlPath={path}"]
+        argv += ["-o", "ControlPersist=15", *self.opts, "-N", "-f", "--", str(self.url.host)]
+        with open(os.path.join(self._dir, "err"), "w+b") as err:
+            try:  # stderr to a file: the master keeps it open after ssh -f returns
+                code = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
+                ).returncode
+            except OSError as e:
+                raise RemoteError(
+                    f"cannot run ssh: {e.strerror or e}; is OpenSSH installed?"
+                ) from None
+            err.seek(0)
+            if code != 0:
+                why = err.read()
+                self.close()
+                raise self._fail(255, why, "connecting")
+        self._mux = ["-o", "ControlMaster=no", "-o", f"ControlPath={path}"]
+
     def _argv(self, script: str) -> list[str]:
+        self._connect()
         full = f"R={shlex.quote(self.url.path)}\n{script}"
-        return [*self.base, *self.opts, "--", str(self.url.host), "sh -c " + shlex.quote(full)]
+        ssh = [*self.base, *(self._mux or []), *self.opts]
+        return [*ssh, "--", str(self.url.host), "sh -c " + shlex.quote(full)]
 
     def _fail(self, code: int, err: bytes, doing: str) -> DatmoError:
         lines = err.decode(errors="replace").strip().splitlines()
@@ -209,10 +241,10 @@ class SshTransport:
         fd = proc.stdin.fileno()
         try:
             for item in objects:
-                _send_object(fd, item)
+                tarstream.send_object(fd, item)
             for key, data in records:
-                _send_bytes(fd, key, data)
-            _write(fd, b"\0" * (tarfile.RECORDSIZE * 2))
+                tarstream.send_bytes(fd, key, data)
+            tarstream.end(fd)
             proc.stdin.close()
         except CorruptStore:
             proc.kill()  # a torn stream: the host's tar fails and nothing moves into place
@@ -262,7 +294,9 @@ class SshTransport:
         return f"ssh://{user}{host}{port}{self.url.path}/git"
 
     def _git_env(self) -> dict[str, str]:
-        return {"GIT_SSH_COMMAND": shlex.join(self.base), "GIT_SSH_VARIANT": "ssh"}
+        self._connect()
+        ssh = shlex.join([*self.base, *(self._mux or [])])
+        return {"GIT_SSH_COMMAND": ssh, "GIT_SSH_VARIANT": "ssh"}
 
     def push_code(
         self, git: ShadowRepo, refs: dict[str, str], scratch: Path
@@ -306,53 +340,13 @@ class SshTransport:
         return gitcode.problems(refs, [ln for ln in fsck.splitlines() if ln.strip()], wants)
 
     def close(self) -> None:
-        pass
+        if self._dir is None:
+            return
+        if self._mux is not None:
+            path = self._mux[-1].partition("=")[2]
+            argv = [*self.base, "-o", f"ControlPath={path}", "-O", "exit", "--", str(self.url.host)]
+            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+        import shutil
 
-
-def _write(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _header(name: str, size: int, mode: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, mode, int(__import__("time").time())
-    return info.tobuf(format=tarfile.GNU_FORMAT)
-
-
-def _pad(size: int) -> bytes:
-    return b"\0" * (-size % tarfile.BLOCKSIZE)
-
-
-def _send_bytes(fd: int, name: str, data: bytes) -> None:
-    _write(fd, _header(name, len(data), 0o644) + data + _pad(len(data)))
-
-
-def _send_object(fd: int, item: Item) -> None:
-    """One object into the tar stream, hashed as read; a mismatch raises (the caller tears
-    the stream so the host keeps nothing of it)."""
-    try:
-        src = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise CorruptStore(f"cannot read {item.path}: {e.strerror}; run 'datmo fsck'") from None
-    try:
-        size = os.fstat(src).st_size
-        _write(fd, _header(object_key(item.digest), size, 0o444))
-        h, left, buf = blake3(max_threads=1), size, bytearray(CHUNK)
-        while left > 0:
-            n = os.readv(src, [buf])
-            if n == 0:
-                break
-            view = memoryview(buf)[: min(n, left)]
-            h.update(view)
-            _write(fd, view)
-            left -= len(view)
-        if left or h.hexdigest() != item.digest:
-            raise CorruptStore(
-                f"{item.path} does not match its hash {item.digest[:12]}; nothing of it was "
-                "sent; run 'datmo fsck'"
-            )
-        _write(fd, _pad(size))
-    finally:
-        os.close(src)
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir, self._mux = None, None
