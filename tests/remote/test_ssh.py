@@ -48,3 +48,50 @@ def test_an_unknown_host_key_is_refused(cli, project, finished_run, sshd, tmp_pa
     assert refused.exit_code == 1, refused.output
     assert "cannot reach" in refused.stderr and "Host key verification failed" in refused.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_a_push_over_ssh_killed_anywhere_leaves_the_remote_consistent(
+    cli, project, finished_run, ssh_remote, tmp_path
+):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from reliability import child_env, context, datmo_argv, report, seeded
+
+    from datmo.core.controller import remotecheck
+
+    seed, rng = seeded("ssh push kills")
+    ids = {finished_run("0.1"), finished_run("0.2")}
+    url = ssh_remote("killed")
+    folder = tmp_path / "ssh-remotes" / "killed"
+    cli("remote", "add", "lab", url)
+    start = time.monotonic()
+    assert cli("push").exit_code == 0
+    took = time.monotonic() - start
+    landed = 0
+    for trial in range(6):
+        shutil.rmtree(folder)
+        proc = subprocess.Popen(
+            datmo_argv("push"),
+            cwd=project,
+            env=child_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            proc.wait(timeout=rng.uniform(0, took * 1.2))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # datmo, its ssh and git children
+            proc.wait()
+            landed += 1
+        time.sleep(0.3)  # the host's side notices the connection is gone
+        found = remotecheck.check(context(project), "lab").problems
+        assert [p for p in found if "holds no datmo remote" not in p] == [], (trial, seed)
+        assert cli("push").exit_code == 0, trial
+        runs = {p.name[:-5] for p in (folder / "records" / "runs").iterdir() if p.name[0] != "."}
+        assert runs == ids
+    report("ssh push kills", seed=seed, trials=6, killed=landed)
