@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from test_folder import fsck_clean, ls
+from remote.test_folder import fsck_clean, ls
 
 
 def store_listing(root: Path) -> list[str]:

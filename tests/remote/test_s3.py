@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_folder import fsck_clean, ls
-
 import datmo.core.remote.s3 as s3_module
+from remote.test_folder import fsck_clean, ls
 
 
 def test_push_clone_pull_and_fsck_over_s3(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_folder import fsck_clean, ls
+from remote.test_folder import fsck_clean, ls
 
 
 def test_push_clone_pull_and_fsck_over_ssh(
