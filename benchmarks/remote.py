@@ -177,7 +177,8 @@ def _sshd(base: Path) -> Iterator[tuple[str, int, str]]:
     host = " ".join((d / "host.pub").read_text().split()[:2])
     (d / "known").write_text(f"[127.0.0.1]:{port} {host}\n")
     (d / "config").write_text(
-        f"Host *\n  IdentityFile {d / 'user'}\n  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known'}\n"
+        f"Host *\n  IdentityFile {d / 'user'}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {d / 'known'}\n"
     )
     privsep = Path("/run/sshd")
     made = os.geteuid() == 0 and not privsep.exists()
