@@ -195,3 +195,23 @@ def test_a_damaged_object_on_the_remote_is_found_and_never_pulled(
     cloned = cli("clone", str(remote), "c")
     assert cloned.exit_code != 0 and "hash" in cloned.stderr
     assert not (tmp_path / "c").exists()  # a failed clone leaves nothing behind
+
+
+def test_a_sweeps_runs_travel_with_their_sweep(cli, project, tree, tmp_path, monkeypatch):
+    tree(project, {"train.py": "import datmo\nprint(f\"acc: {datmo.config()['lr']}\")\n"})
+    swept = cli(
+        "sweep", "--executor", "local", "python train.py", "-c", "lr=0.1,0.2", "--parallel", "2"
+    )
+    assert swept.exit_code == 0, swept.output
+    sweep_id = swept.stdout.strip().splitlines()[0]
+    remote = tmp_path / "remote"
+    cli("remote", "add", "origin", str(remote))
+    assert cli("push").exit_code == 0
+    assert (remote / "records" / "sweeps" / f"{sweep_id}.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert cli("clone", str(remote), "c").exit_code == 0
+    monkeypatch.chdir(tmp_path / "c")
+    shown = cli("sweep", "show", sweep_id[:8])
+    assert shown.exit_code == 0, shown.output
+    assert len(ls(cli, "--sweep", sweep_id[:8])) == 2
+    fsck_clean(tmp_path / "c")
