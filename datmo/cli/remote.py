@@ -145,7 +145,11 @@ def pull(words: tuple[str, ...], all_: bool, no_files: bool) -> None:
     for line in result.installed.skipped:
         note(f"not pulled: {line}")
     if not any(result.installed.added.values()):
-        echo(f"nothing to pull: up to date with '{result.remote}'")
+        if result.installed.objects:  # files of snapshots pulled before with --no-files
+            n = result.installed.objects
+            echo(f"fetched {n} stored file(s) from '{result.remote}' that earlier pulls left there")
+        else:
+            echo(f"nothing to pull: up to date with '{result.remote}'")
         return
     files = "" if not no_files else "; stored files stay there until used"
     got = _counts(result.installed.added)

@@ -215,3 +215,30 @@ def test_a_sweeps_runs_travel_with_their_sweep(cli, project, tree, tmp_path, mon
     assert shown.exit_code == 0, shown.output
     assert len(ls(cli, "--sweep", sweep_id[:8])) == 2
     fsck_clean(tmp_path / "c")
+
+
+def test_a_pull_with_files_completes_an_earlier_pull_without(
+    cli, project, finished_run, tmp_path, monkeypatch
+):
+    finished_run()
+    remote = tmp_path / "remote"
+    cli("remote", "add", "origin", str(remote))
+    cli("push")
+    monkeypatch.chdir(tmp_path)
+    assert cli("clone", "--no-files", str(remote), "lazy").exit_code == 0
+    monkeypatch.chdir(tmp_path / "lazy")
+    pulled = cli("pull")
+    assert pulled.exit_code == 0 and "fetched 2 stored file(s)" in pulled.stdout, pulled.output
+    assert "nothing to pull" in cli("pull").stdout
+    pending = [
+        json.loads(p.read_text())["files_pending"]
+        for p in (tmp_path / "lazy/.datmo/snapshots").iterdir()
+    ]
+    assert pending and not any(pending)
+    big = [
+        p
+        for p in (tmp_path / "lazy/.datmo/objects").rglob("*")
+        if p.is_file() and p.stat().st_size >= 1_000_000
+    ]
+    assert len(big) == 2  # data.bin and model.bin
+    fsck_clean(tmp_path / "lazy")

@@ -137,11 +137,37 @@ def pull(
 ) -> PullResult:
     remote, transport = _open(ctx, name)
     try:
-        return PullResult(
-            remote.name, from_transport(ctx, transport, remote.name, ids, with_files, progress)
-        )
+        done = from_transport(ctx, transport, remote.name, ids, with_files, progress)
+        if with_files and not ids:
+            done.objects += _fill_pending(ctx, transport, remote.name)
+        return PullResult(remote.name, done)
     finally:
         transport.close()
+
+
+def _fill_pending(ctx: ProjectContext, transport: Transport, origin: str) -> int:
+    """A pull with files also brings the files of snapshots pulled before without them."""
+    store = ctx.store
+    pending = []
+    for sid in store.list_ids("snapshots"):
+        snap = Snapshot.from_dict(store.read_entity("snapshots", sid))
+        if snap.files_pending and snap.origin == origin:
+            pending.append(snap)
+    missing = sorted(
+        {
+            d
+            for snap in pending
+            for d in incoming.file_digests(ctx, snap)
+            if not store.objects.has(d)
+        }
+    )
+    if missing:
+        transport.fetch_objects(missing, store.objects, None)
+    for snap in pending:
+        with store.lock(), deferred_interrupt():
+            now = Snapshot.from_dict(store.read_entity("snapshots", snap.id))
+            store.write_entity("snapshots", now.evolve(files_pending=False).to_dict())
+    return len(missing)
 
 
 def ensure_files(ctx: ProjectContext, snap: Snapshot, progress: Progress = None) -> Snapshot:
