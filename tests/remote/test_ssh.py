@@ -95,3 +95,16 @@ def test_a_push_over_ssh_killed_anywhere_leaves_the_remote_consistent(
         runs = {p.name[:-5] for p in (folder / "records" / "runs").iterdir() if p.name[0] != "."}
         assert runs == ids
     report("ssh push kills", seed=seed, trials=6, killed=landed)
+    # A killed push's ssh master ends ControlPersist (15 s) after its last use; then
+    # its private folder is the only thing left, and this test removes its own.
+    import glob
+    import tempfile
+
+    deadline = time.monotonic() + 30
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), "datmo-ssh-*")):
+        if os.stat(folder).st_mtime < start - 1:
+            continue  # not this test's
+        while os.path.exists(os.path.join(folder, "m")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not os.path.exists(os.path.join(folder, "m")), "an ssh master outlived its 15 s"
+        shutil.rmtree(folder)

@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from datmo.core.storage.objects import ObjectStore
 
 CHUNK = 1 << 20
+MUX_PREFIX = "datmo-ssh-"  # a command's private folder for its ssh connection's socket
+STALE_MUX_S = 60.0  # older than this, with no master answering: left by a killed datmo
 
 
 class SshTransport:
@@ -82,7 +84,8 @@ class SshTransport:
             return
         import tempfile
 
-        self._dir = tempfile.mkdtemp(prefix="datmo-ssh-")
+        _clean_stale(tempfile.gettempdir())
+        self._dir = tempfile.mkdtemp(prefix=MUX_PREFIX)
         path = os.path.join(self._dir, "m")
         argv = [*self.base, "-o", "ControlMaster=yes", "-o", f"ControlPath={path}"]
         argv += ["-o", "ControlPersist=15", *self.opts, "-N", "-f", "--", str(self.url.host)]
@@ -350,3 +353,26 @@ class SshTransport:
 
         shutil.rmtree(self._dir, ignore_errors=True)
         self._dir, self._mux = None, None
+
+
+def _clean_stale(tmp: str) -> None:
+    """Remove the connection folders of datmo commands that were killed (their master has
+    gone: ControlPersist ends it): ours only, and only once nothing answers there."""
+    import shutil
+    import socket
+    import time
+
+    try:
+        entries = [e for e in os.scandir(tmp) if e.name.startswith(MUX_PREFIX)]
+    except OSError:
+        return
+    for e in entries:
+        try:
+            st = e.stat(follow_symlinks=False)
+            if st.st_uid != os.getuid() or time.time() - st.st_mtime < STALE_MUX_S:
+                continue
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(os.path.join(e.path, "m"))
+            continue  # a master answers: in use
+        except OSError:
+            shutil.rmtree(e.path, ignore_errors=True)
