@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     # checkout's `datmo` importable, as `python -m benchmarks.run` would.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from benchmarks import newfile, queue, resnapshot, runs, slurm, startup, ui
+    from benchmarks import newfile, queue, remote, resnapshot, runs, slurm, startup, ui
     from benchmarks.context import FULL, QUICK, Context
     from benchmarks.harness import FAIL, Row, Section, Skip, log
     from benchmarks.report import machine, text_table, write_doc
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         "ui-runs": ui.bench_runs_table,
         "ui-series": ui.bench_series,
         "ui-vs-mlflow": ui.bench_mlflow_ui,
+        "remote-folder": remote.bench_folder,
+        "remote-ssh": remote.bench_ssh,
     }
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes and few repetitions")

@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/datmo-demo.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" "$work-remote" "$work-clone" "$work.datmo"' EXIT
 cp -r "$here/quickstart/." "$work/"
 cd "$work"
 # Each command is shown as it must be typed (quoted where the shell needs it), then run.
@@ -70,6 +70,14 @@ echo "  without the token: HTTP $(curl -s -o /dev/null -w '%{http_code}' "$base/
 kill -TERM "$ui"; wait "$ui"; rm -f ui.out  # as Ctrl-C: a clean stop
 # The same run again, from its before snapshot, in a copy of its own: did it reproduce?
 show datmo rerun "$small" --verify
+# Share: push to a folder remote (a mounted share; ssh:// and s3:// work alike), then
+# clone it elsewhere, as a teammate would, and reproduce a run there with one command.
+show datmo remote add origin "$work-remote"
+show datmo push
+show datmo push
+show datmo clone "$work-remote" "$work-clone"
+(cd "$work-clone" && show datmo ls && show datmo rerun "$big" --verify)
+show datmo bundle create "$work.datmo" "$big"
 show datmo delete "$small"
 show datmo gc --grace 0
 
@@ -97,4 +105,5 @@ else
 fi
 echo
 echo "demo finished: snapshots, a diff, a checkout round trip, runs with config, a rerun,"
-echo "plots, the dashboard, sweeps (grid and Bayesian), the queue, and runs on Slurm"
+echo "plots, the dashboard, a push to a folder remote and a rerun from a clone of it,"
+echo "sweeps (grid and Bayesian), the queue, and runs on Slurm"

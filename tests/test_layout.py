@@ -19,7 +19,7 @@ MAX_LINES = 400
 LAYERS: list[tuple[str, ...]] = [
     ("datmo.cli", "datmo.ui", "datmo.sdk", "datmo.__main__"),
     ("datmo.core.controller",),
-    ("datmo.core.task", "datmo.core.executor", "datmo.core.tree"),
+    ("datmo.core.task", "datmo.core.executor", "datmo.core.tree", "datmo.core.remote"),
     ("datmo.core.storage", "datmo.core.shadowgit"),
     ("datmo.core.entity",),
     ("datmo.core.util", "datmo.errors", "datmo.templates", "datmo.task_sdk", "datmo"),

@@ -29,6 +29,7 @@ FIELDS = {
     "started": "started_at",
     "duration": "duration_s",
     "slurm": "slurm",
+    "from": "origin",
 }
 
 
@@ -63,6 +64,8 @@ def columns(runs: Sequence[Any], picked: str | None, table: bool) -> list[tuple[
     if any(r.message for r in runs):
         out.append(("message", "field", "message"))
     out.append(("command", "field", "command"))
+    if any(r.origin for r in runs):  # pulled runs: the remote or bundle they came from
+        out.append(("from", "field", "origin"))
     shown = varying(runs) if table else config
     both = set(config) & set(metrics)
     out += [(f"config.{k}" if k in both or not table else k, "config", k) for k in shown]

@@ -60,6 +60,12 @@ class LazyGroup(click.Group):
         "sweep": "datmo.cli.sweep:sweep",
         "ui": "datmo.cli.ui:ui",
         "plot": "datmo.cli.plot:plot",
+        "remote": "datmo.cli.remote:remote",
+        "push": "datmo.cli.remote:push",
+        "pull": "datmo.cli.remote:pull",
+        "clone": "datmo.cli.remote:clone",
+        "bundle": "datmo.cli.bundle:bundle",
+        "export": "datmo.cli.export:export",
     },
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")

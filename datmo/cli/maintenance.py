@@ -22,13 +22,33 @@ def _bytes(n: int) -> str:
 @click.option(
     "--repair", is_flag=True, help="Fix what can be derived; unreadable records go to quarantine."
 )
-def fsck(repair: bool) -> None:
+@click.option(
+    "--remote", "remote", metavar="NAME", help="Check this remote instead (reads it all)."
+)
+def fsck(repair: bool, remote: str | None) -> None:
     """Check the whole store: records, references, stored objects, git, the index.
 
-    Exits non-zero when a problem remains. Example: datmo fsck --repair
+    With --remote, check a remote: its objects against their hashes, its records against
+    its objects, code and each other. Exits non-zero when a problem remains.
+    Example: datmo fsck --repair, or datmo fsck --remote origin
     """
     from datmo.core.controller import fsck as ctl
     from datmo.core.controller.project import open_project
+
+    if remote is not None:
+        if repair:
+            raise click.UsageError("--repair is for this project; a remote is only checked")
+        from datmo.core.controller import remotecheck
+
+        found = remotecheck.check(open_project(), remote)
+        for line in found.problems:
+            echo(f"problem: {line}")
+        counts = ", ".join(f"{n} {k}" for k, n in found.counts.items())
+        if found.problems:
+            echo(f"{len(found.problems)} problem(s) on remote '{found.remote}' ({counts})")
+            sys.exit(1)
+        echo(f"ok: remote '{found.remote}': {counts}")
+        return
 
     report = ctl.check(open_project(recover=False), repair)
     for line in report.repaired:

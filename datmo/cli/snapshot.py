@@ -48,6 +48,7 @@ def snapshot_row(s: Any, current_id: str | None) -> dict[str, Any]:
         "file_count": s.file_count,
         "code_count": s.code_count,
         "total_bytes": s.total_bytes,
+        "from": s.origin,
     }
 
 
@@ -154,6 +155,8 @@ def ls_cmd(show_all: bool, details: bool, fmt: str) -> None:
         cols += ["code_id", "environment_id", "files_id", "hidden"]
     if fmt == "csv":
         cols.insert(1, "current")
+    if any(r["from"] for r in rows):  # pulled: the remote or bundle each came from
+        cols.append("from")
     echo(render(_table_rows(rows) if fmt == "table" else rows, cols, fmt))
 
 

@@ -61,6 +61,10 @@ def state_of(ctx: ProjectContext, snap: Snapshot | None) -> TreeState:
 def checkout(ctx: ProjectContext, ref: str, force: bool = False) -> CheckoutResult:
     store = ctx.store
     target = snapshots.get(ctx, ref)
+    if target.files_pending:  # pulled with --no-files: its files come now, from its remote
+        from datmo.core.controller import pull
+
+        target = pull.ensure_files(ctx, target)
     with store.lock():
         unsaved = unsaved_changes(ctx)
         cur, work, changes = unsaved.current, unsaved.work, unsaved.changes

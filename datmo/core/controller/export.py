@@ -34,6 +34,10 @@ def to_project_paths(ctx: ProjectContext, paths: list[str], cwd: Path) -> list[s
 def export(ctx: ProjectContext, ref: str, dest: Path, paths: list[str], cwd: Path) -> int:
     """Write the snapshot's files into dest; never overwrites an existing file."""
     snap = snapshots.get(ctx, ref)
+    if snap.files_pending:  # pulled with --no-files: its files come now, from its remote
+        from datmo.core.controller import pull
+
+        snap = pull.ensure_files(ctx, snap)
     target = Path(os.path.abspath(dest))
     root = Path(os.path.realpath(ctx.root))
     real_target = Path(os.path.realpath(target))

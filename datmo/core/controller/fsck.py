@@ -137,7 +137,7 @@ def _check_snapshots(
         ):
             if digest and not objects.has(digest):
                 r.add(f"{where}: {what} object {digest[:12]} is missing")
-        if objects.has(snap.files_id):
+        if objects.has(snap.files_id) and not snap.files_pending:  # pending: on its remote
             try:
                 manifest = json.loads(objects.read_bytes(snap.files_id))
                 for section in ("files", "extra"):
@@ -147,7 +147,13 @@ def _check_snapshots(
             except (DatmoError, ValueError, KeyError, TypeError, IndexError):
                 r.add(f"{where}: file manifest {snap.files_id[:12]} is damaged")
         ref = f"refs/datmo/snapshots/{sid}"
-        if ref not in refs:
+        if ref not in refs and git.read_ref(f"refs/datmo/incoming/{sid}") == snap.code_commit:
+            # A pull stopped between the record and its ref: the commit is held by the
+            # pull's own ref, and the next pull (or this repair) gives it the usual one.
+            if repair:
+                git.update_ref(ref, snap.code_commit)
+                r.repaired.append(f"wrote the git ref of {where} (an interrupted pull)")
+        elif ref not in refs:
             r.add(f"{where}: its git ref is missing")
             if repair and snap.code_commit and git.has_object(snap.code_commit):
                 git.update_ref(ref, snap.code_commit)
@@ -233,7 +239,12 @@ def _check_index(ctx: ProjectContext, runs_: dict[str, Run], r: Report, repair: 
         if rows is None:
             return  # derived data, built on first use
         truth = {rid: run.to_dict() for rid, run in runs_.items()}
-        if rows != truth:
+        if rows != truth and not idx.is_fresh():
+            # It knows it is behind (a writer stopped between a record and its row, as
+            # a killed pull can): the next reader brings it up to date; no damage.
+            if repair:
+                idx.refresh()
+        elif rows != truth:
             r.add(f"the run index disagrees with the records ({len(rows)} rows, {len(truth)} runs)")
             if repair:
                 idx.rebuild()

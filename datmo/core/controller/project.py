@@ -42,9 +42,11 @@ def init(
     description: str | None,
     force: bool = False,
     executor: str | None = None,
+    project_id: str | None = None,
 ) -> InitResult:
     """Create `.datmo` in folder, or update the project there, keeping its id. executor:
-    where its runs go by default (docker when an engine answers, else local)."""
+    where its runs go by default (docker when an engine answers, else local); project_id:
+    the id a new project takes (a clone is the same project)."""
     root = Path(os.path.abspath(folder))
     home = Path(os.path.expanduser("~")).resolve()
     if not force and root.resolve() in (home, Path("/")):
@@ -77,7 +79,7 @@ def init(
             from datmo.core.executor.engine import engine_answers
 
             project = Project(
-                id=new_id(),
+                id=project_id or new_id(),
                 name=name or root.name or "project",
                 description=description or "",
                 created_at=now,

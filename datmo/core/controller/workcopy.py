@@ -55,6 +55,10 @@ class Blobs:
 
 def make(ctx: ProjectContext, snap: Snapshot, run_id: str, blobs: Blobs | None = None) -> str:
     """Write the snapshot into a new working copy for the run; its relative path."""
+    if snap.files_pending:  # pulled with --no-files: its files come now, from its remote
+        from datmo.core.controller import pull
+
+        snap = pull.ensure_files(ctx, snap)
     rel = relpath(run_id)
     target = ctx.root / rel
     if target.exists():

@@ -26,6 +26,9 @@ class Project:
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # `datmo settings`; never config
+    # `datmo remote add`: name -> {"url": ..., "endpoint_url": ...}; never a credential
+    remotes: dict[str, Any] = field(default_factory=dict)
+    default_remote: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -60,6 +60,7 @@ class Run:
     slurm: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # datmo's own failure, when it is why the run ended
     timings: dict[str, float] = field(default_factory=dict)  # where datmo's own time went
+    origin: str | None = None  # pulled: the remote (or bundle) it came from; never pushed
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

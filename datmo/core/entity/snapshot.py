@@ -42,6 +42,8 @@ class Snapshot:
     made_by: str | None = None  # "run" (a run's before or after), "checkout" (saved work)
     deleted_at: str | None = None  # deleted while runs used it: kept, hidden, until they go
     tags: list[str] = field(default_factory=list)
+    origin: str | None = None  # pulled: the remote (or bundle) it came from; never pushed
+    files_pending: bool = False  # pulled with --no-files: its files are fetched on first use
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

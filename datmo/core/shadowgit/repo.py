@@ -49,6 +49,11 @@ _ENV |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _NO_GIT = "git is not installed; install git (https://git-scm.com/downloads) and try again"
 
 
+def clean_env() -> dict[str, str]:
+    """The environment git children get: no inherited GIT_* variables, no user settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(GIT_ENV_DROP)} | _ENV
+
+
 def _oserror(e: OSError, what: str) -> DatmoError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"disk full while writing {what}; free some space and try again")
@@ -82,9 +87,16 @@ class ShadowRepo:
         self.write_tree({})  # the empty tree must exist for snapshots of empty projects
         self.sync()
 
-    def run(self, *args: str, input: bytes | None = None, check: bool = True) -> _Proc:
+    def run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> _Proc:
+        """git on this repository; env: variables to add (a push's GIT_SSH_COMMAND)."""
         try:
-            return self._git(*args, input=input, check=check)
+            return self._git(*args, input=input, check=check, env=env)
         finally:
             if not args or args[0] not in _READ_ONLY:  # those write nothing in the git dir
                 self._hand_over()
@@ -99,19 +111,25 @@ class ShadowRepo:
             for name in dirs + files:
                 chown(os.path.join(top, name), self.owner)
 
-    def _git(self, *args: str, input: bytes | None = None, check: bool = True) -> _Proc:
+    def _git(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> _Proc:
         import subprocess  # here, not at the top: see TYPE_CHECKING above
 
         g, w = str(self.gitdir), str(self.worktree)
         argv = ["git", "-c", f"safe.directory={g}", "-c", f"safe.directory={w}", "--git-dir", g]
         argv += ["--work-tree", w, *args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(GIT_ENV_DROP)} | _ENV
+        clean = clean_env()
         try:
             proc = subprocess.run(
                 argv,
                 input=b"" if input is None else input,  # never wait on datmo's own stdin
                 capture_output=True,
-                env=env,
+                env=clean | dict(env or {}),
                 cwd=self.worktree if self.worktree.is_dir() else None,
             )
         except FileNotFoundError as e:  # git itself, or a vanished work tree

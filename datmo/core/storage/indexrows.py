@@ -15,7 +15,7 @@ from typing import Any
 from datmo.core.entity.base import field_defaults
 from datmo.core.entity.run import ROW_FIELDS, Run
 
-SCHEMA = 9
+SCHEMA = 10
 RACY_NS = 20_000_000  # a folder mtime this close to when we noted it may hide a later change
 COLUMNS = (
     "id",

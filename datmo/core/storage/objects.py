@@ -18,8 +18,10 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from blake3 import blake3
 
 from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, mkstemp
 from datmo.core.storage.hashing import (
@@ -122,8 +124,9 @@ class ObjectStore:
 
     # -- writing ------------------------------------------------------------
 
-    def put_file(self, src: Path) -> tuple[str, int]:
-        """Store a regular file; returns (digest, size) of the bytes stored."""
+    def put_file(self, src: Path, expect: str | None = None) -> tuple[str, int]:
+        """Store a regular file; returns (digest, size) of the bytes stored. expect: the
+        digest the bytes must have (a pulled object); CorruptStore, nothing stored, if not."""
         on_read = functools.partial(_read_error, src=src)
         on_write = functools.partial(_write_error, doing=f"storing {src} in {self.root}")
         try:
@@ -142,6 +145,8 @@ class ObjectStore:
                     digest, size = _hash_clone(sfd, fd, st, cloned_at, on_read, on_write)
                 else:
                     digest, size = _copy_hashing(sfd, fd, on_read, on_write, st.st_size)
+                if expect is not None and digest != expect:
+                    raise CorruptStore(f"{src} does not hold object {expect[:12]} (hash mismatch)")
                 self._commit(fd, tmp, digest, size)
         except OSError as e:  # clone, fsync or rename on the store side
             raise on_write(e) from e
@@ -160,6 +165,26 @@ class ObjectStore:
         except OSError as e:
             raise _write_error(e, f"writing to {self.root}") from e
         return digest
+
+    def receive(self, chunks: Iterable[bytes], expect: str, where: str) -> int:
+        """Store an object that arrives in pieces (over ssh, from S3, from a bundle); its
+        bytes must hash to expect, or nothing is stored. Returns its size."""
+        h, size = blake3(max_threads=1), 0
+        try:
+            with self._temp("recv-") as (fd, tmp):
+                for chunk in chunks:
+                    h.update(chunk)
+                    _write_all(fd, memoryview(chunk), _reraise)
+                    size += len(chunk)
+                if h.hexdigest() != expect:
+                    raise CorruptStore(
+                        f"object {expect[:12]} from {where} is damaged (hash mismatch); "
+                        f"run 'datmo fsck --remote' there"
+                    )
+                self._commit(fd, tmp, expect, size)
+        except OSError as e:
+            raise _write_error(e, f"writing to {self.root}") from e
+        return size
 
     def _commit(self, fd: int, tmp: str, digest: str, size: int) -> None:
         """fsync the temp and rename it into place, or drop it when already stored.

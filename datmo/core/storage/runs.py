@@ -31,6 +31,8 @@ METRICS = "metrics.jsonl"
 REPLIES = "replies"
 SUPERVISOR_LOG = "supervisor.log"
 CONFIG = "config.json"  # the config the task is given: $DATMO_CONFIG_FILE
+SERIES = "series.json"  # every metric's series, written when the run ends
+SHARED = (LOG, METRICS, SERIES, CONFIG, SUPERVISOR_LOG)  # what push, pull and bundles carry
 
 
 def data_dir(store: Store, run_id: str, create: bool = False) -> Path:
@@ -160,3 +162,18 @@ def discard(store: Store, run_id: str) -> None:
         store.delete_entity(KIND, run_id)
         RunIndex.shared(store).remove(run_id)
     shutil.rmtree(data_dir(store, run_id), ignore_errors=True)
+
+
+def shared_files(store: Store, run_id: str) -> dict[str, Path]:
+    """A finished run's data files that travel with it (push, bundles): name -> path."""
+    data = data_dir(store, run_id)
+    return {name: data / name for name in SHARED if (data / name).is_file()}
+
+
+def install_data(store: Store, run_id: str, files: dict[str, str]) -> None:
+    """A pulled run's data files, from objects already in the store (hash-checked as they
+    are written); before its record, so a record never lacks its data."""
+    data = data_dir(store, run_id, create=True)
+    for name, digest in files.items():
+        if name in SHARED:
+            store.objects.restore(digest, data / name, 0o644, store.owner)

@@ -1,0 +1,1 @@
+"""Remotes: push, pull, clone, bundles and export, against real services."""
