@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     # checkout's `datmo` importable, as `python -m benchmarks.run` would.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from benchmarks import newfile, queue, remote, resnapshot, runs, slurm, startup, ui
+    from benchmarks import manyruns, newfile, remote, resnapshot, runs, slurm, startup, ui
     from benchmarks.context import FULL, QUICK, Context
     from benchmarks.harness import FAIL, Row, Section, Skip, log
     from benchmarks.report import machine, text_table, write_doc
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         "run-overhead": runs.bench_overhead,
         "ls-100k": runs.bench_ls,
         "filter-vs-mlflow": runs.bench_filter,
-        "queue-makespan": queue.bench_makespan,
-        "queue-workcopy": queue.bench_workcopy,
-        "queue-staging": queue.bench_staging,
+        "queue-makespan": manyruns.bench_makespan,
+        "queue-workcopy": manyruns.bench_workcopy,
+        "queue-staging": manyruns.bench_staging,
         "slurm": slurm.bench,
         "ui-runs": ui.bench_runs_table,
         "ui-series": ui.bench_series,
