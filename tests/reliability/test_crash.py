@@ -128,6 +128,8 @@ def small_tree(root: Path, tree: Any, i: int) -> None:
             "a.py": f"print({i})\n",
             "lib/util.py": "def f():\n    return 1\n",
             "data.bin": os.urandom(4096) + str(i).encode(),
+            # New each time, and more than LOOSE_LIMIT: each capture writes a pack.
+            **{f"pkg/m{k}.py": f"x = {i}, {k}\n" for k in range(150)},
         },
     )
 

@@ -708,3 +708,91 @@ def test_rewriting_an_unchanged_tree_of_2000_files_is_fast(repo: ShadowRepo) -> 
     assert repo.write_tree(entries) == tree
     elapsed = time.perf_counter() - started
     assert elapsed < 0.25, f"write_tree of an unchanged tree took {elapsed * 1000:.1f} ms"
+
+
+# -- packs: a batch past LOOSE_LIMIT objects ------------------------------------------------
+
+
+def test_a_big_batch_goes_into_one_pack_that_git_reads_and_checks(repo: ShadowRepo) -> None:
+    n = gitmod.LOOSE_LIMIT + 400
+    entries = {
+        f"d{i % 7}/f{i}.py": ("100644", repo.write_blob(b"x = %d\n" % i)) for i in range(n)
+    }
+    pack_dir = repo.gitdir / "objects" / "pack"
+    assert [p.name for p in pack_dir.iterdir()][0].startswith("tmp_pack_")  # not visible yet
+    assert all(repo.has_object(sha) for _, sha in entries.values())  # pending ones count
+    tree = repo.write_tree(entries)
+    commit = repo.commit(tree, "many")
+    repo.update_ref("refs/datmo/snapshots/many", commit)
+    packs = sorted(p.name for p in pack_dir.iterdir())
+    assert [p.rsplit(".", 1)[1] for p in packs] == ["idx", "pack"]  # the temp file is renamed
+    loose = [p for p in (repo.gitdir / "objects").glob("??/*")]
+    assert len(loose) <= gitmod.LOOSE_LIMIT + 1  # the empty tree from init
+    idx = str(pack_dir / packs[0])
+    verified = out(repo, "verify-pack", "-v", idx).decode()
+    assert "non delta: 409 objects" in verified  # 400 blobs, 7 folders, the root, the commit
+    assert repo.fsck() == []
+    assert ls_tree(repo, tree) == entries
+    assert out(repo, "cat-file", "-p", entries["d3/f10.py"][1]) == b"x = 10\n"
+    # datmo's own reader finds packed objects too (through git), byte for byte.
+    last = n - 1
+    assert repo.read_object(entries[f"d{last % 7}/f{last}.py"][1]) == ("blob", b"x = %d\n" % last)
+
+
+def test_reading_an_object_of_the_pack_being_written_finishes_the_pack(repo: ShadowRepo) -> None:
+    shas = [repo.write_blob(b"%d" % i) for i in range(gitmod.LOOSE_LIMIT + 5)]
+    assert repo.read_object(shas[-1]) == ("blob", b"%d" % (gitmod.LOOSE_LIMIT + 4))
+    assert list((repo.gitdir / "objects" / "pack").glob("*.idx"))
+    assert repo.object_files(shas[-1]) == sorted((repo.gitdir / "objects" / "pack").glob("*.idx"))
+
+
+def test_a_writer_killed_before_its_pack_is_finished_leaves_nothing_visible(
+    repo: ShadowRepo,
+) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child writes a pack's worth of objects and dies before sync
+        try:
+            for i in range(gitmod.LOOSE_LIMIT + 300):
+                repo.write_blob(b"doomed %d" % i)
+        finally:
+            os.kill(os.getpid(), 9)
+    os.waitpid(pid, 0)
+    pack_dir = repo.gitdir / "objects" / "pack"
+    assert not list(pack_dir.glob("*.idx")) and not list(pack_dir.glob("*.pack"))
+    assert list(pack_dir.glob("tmp_pack_*"))  # garbage that git gc's prune removes
+    fresh = ShadowRepo(repo.gitdir, repo.worktree)
+    assert not fresh.has_object(fresh.blob_id(b"doomed %d" % (gitmod.LOOSE_LIMIT + 299)))
+    assert fresh.fsck() == []
+    fresh.run("gc", "--quiet", "--prune=now")
+    assert not list(pack_dir.glob("tmp_pack_*"))
+
+
+def test_abort_drops_an_unfinished_pack(repo: ShadowRepo) -> None:
+    shas = [repo.write_blob(b"a%d" % i) for i in range(gitmod.LOOSE_LIMIT + 3)]
+    repo.abort()
+    assert list((repo.gitdir / "objects" / "pack").iterdir()) == []
+    assert not repo.has_object(shas[-1]) and repo.has_object(shas[0])  # loose ones stay
+
+
+def test_pack_index_large_offsets_use_the_eight_byte_table() -> None:
+    from datmo.core.shadowgit import format as gitformat
+    from datmo.core.shadowgit.pack import entry_header, index_bytes
+
+    ids = [bytes([b]) * 20 for b in (3, 200, 7)]
+    entries = {ids[0]: (12, 1), ids[1]: (5 << 31, 2), ids[2]: (1 << 31, 3)}
+    idx = index_bytes(entries, b"\x01" * 20)
+    assert gitformat.is_pack_index(idx)
+    assert all(gitformat.pack_index_has(idx, d) for d in ids)
+    assert not gitformat.pack_index_has(idx, b"\x04" * 20)
+    n = 3
+    offsets = idx[8 + 1024 + 24 * n : 8 + 1024 + 28 * n]
+    small = [int.from_bytes(offsets[4 * i : 4 * i + 4], "big") for i in range(n)]
+    assert small[0] == 12 and small[1] >> 31 == 1 and small[2] >> 31 == 1  # sorted: 3, 7, 200
+    large = idx[8 + 1024 + 28 * n : 8 + 1024 + 28 * n + 16]
+    assert int.from_bytes(large[8 * (small[1] & 0x7FFFFFFF) :][:8], "big") == 1 << 31
+    assert int.from_bytes(large[8 * (small[2] & 0x7FFFFFFF) :][:8], "big") == 5 << 31
+    assert hashlib.sha1(idx[:-20]).digest() == idx[-20:]
+    # The size varint: 4 bits in the first byte, then 7 per byte.
+    assert entry_header(b"blob", 15) == bytes([0x3F])
+    assert entry_header(b"blob", 16) == bytes([0xB0, 0x01])
+    assert entry_header(b"tree", 1 << 20) == bytes([0xA0, 0x80, 0x80, 0x04])  # 4 + 7 + 7 bits, then 1 << 2

@@ -76,6 +76,43 @@ def f():
     assert imports_of(src) == {"os", "numpy", "a", "yaml", "pkg", "click", "json"}
 
 
+def test_imports_of_finds_imports_in_every_kind_of_block() -> None:
+    src = b"""
+class A:
+    import a1
+    def m(self):
+        if x:
+            import a2
+        else:
+            import a3
+        for i in y:
+            import a4
+        else:
+            import a5
+        while z:
+            with open(p) as f:
+                import a6
+        try:
+            import a7
+        except* ValueError:
+            import a8
+        finally:
+            import a9
+async def g():
+    async with c:
+        import b1
+    async for i in d:
+        import b2
+match v:
+    case 1:
+        import b3
+f = lambda: __import__("not_a_statement")
+s = "import not_code"
+"""
+    assert imports_of(src) == {f"a{i}" for i in range(1, 10)} | {"b1", "b2", "b3"}
+    assert imports_of(b"x = 1\n") == set()
+
+
 def test_imports_of_skips_relative_imports() -> None:
     src = b"from . import sibling\nfrom .models import net\nfrom ..up import x\nimport real\n"
     assert imports_of(src) == {"real"}

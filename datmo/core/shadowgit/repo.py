@@ -1,8 +1,10 @@
 """The shadow repository at PROJECT/.datmo/git: datmo's own git dir for the project's code.
 
-Objects and refs are written in Python (loose objects, zlib): a git process per file would cost
-more than a whole snapshot may. Git runs only for init, fsck, gc and reading packed objects, and
-always through ShadowRepo.run, which strips the user's git environment and settings from it.
+Objects and refs are written in Python: a git process per file would cost more than a whole
+snapshot may. A few objects are written loose (a file each); past LOOSE_LIMIT in one batch the
+rest go into one pack (pack.py), as git's own transfer.unpackLimit decides. Git runs only for
+init, fsck, gc and reading packed objects, and always through ShadowRepo.run, which strips the
+user's git environment and settings from it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datmo.core.shadowgit import format as gitformat
+from datmo.core.shadowgit.pack import PackWriter
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
 from datmo.errors import CorruptStore, DatmoError, DiskFull
 
@@ -46,6 +49,8 @@ _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|[/.
 _READ_ONLY = {"archive", "cat-file", "fsck", "for-each-ref", "log", "ls-tree", "rev-parse", "show"}
 _ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_ATTR_NOSYSTEM": "1"}
 _ENV |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+# Loose objects a batch writes before the rest go into a pack: git's transfer.unpackLimit.
+LOOSE_LIMIT = 100
 _NO_GIT = "git is not installed; install git (https://git-scm.com/downloads) and try again"
 
 
@@ -66,7 +71,9 @@ class ShadowRepo:
         self.worktree = Path(worktree).resolve()
         self.owner = owner
         self._objects = self.gitdir / "objects"
-        self._pending: list[Path] = []  # objects written but not yet fsynced (see sync)
+        self._objects_s = os.fspath(self._objects)
+        self._pending: list[Path] = []  # loose objects written but not yet fsynced (see sync)
+        self._pack: PackWriter | None = None  # this batch's objects past LOOSE_LIMIT
         self._packs: tuple[int | None, list[bytes]] = (None, [])  # pack dir mtime, .idx contents
 
     def exists(self) -> bool:
@@ -147,7 +154,7 @@ class ShadowRepo:
     def write_blob(self, data: bytes) -> str:
         return self._write_object(b"blob", data)
 
-    def write_blob_file(self, path: Path) -> str:
+    def write_blob_file(self, path: Path | str) -> str:
         """Store a regular file's bytes, or a symlink's target as git does; never follows links."""
         try:  # O_NONBLOCK: a FIFO fails the check below instead of hanging the snapshot
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -173,7 +180,17 @@ class ShadowRepo:
         return self._write_object(b"commit", gitformat.commit_body(tree, message, parents, when))
 
     def sync(self) -> None:
-        """fsync the objects written so far, deferred to one burst; update_ref calls it."""
+        """Make the objects written so far durable and readable; update_ref calls it.
+
+        Loose objects are fsynced in one burst; a pack is finished (one fsync).
+        """
+        pack, self._pack = self._pack, None
+        if pack is not None:
+            try:
+                pack.finish()
+            except OSError as e:
+                pack.abort()
+                raise _oserror(e, f"a pack in {self._objects}") from e
         pending, self._pending = self._pending, []
         for path in pending:
             with open(path, "rb") as f:
@@ -186,17 +203,36 @@ class ShadowRepo:
             raise ValueError(f"not a git object id: {sha!r}")
         return self._objects / sha[:2] / sha[2:]
 
+    def abort(self) -> None:
+        """Drop a pack begun and not finished (its objects were never named by a ref)."""
+        pack, self._pack = self._pack, None
+        if pack is not None:
+            pack.abort()
+
     def _write_object(self, kind: bytes, body: bytes) -> str:
         header = gitformat.header(kind, len(body))
-        sha = gitformat.object_id(kind, body)
-        path = self._loose_path(sha)
-        if os.path.exists(path) or self._in_packs(bytes.fromhex(sha)):
+        h = gitformat.sha1(header)
+        h.update(body)
+        digest = h.digest()
+        sha = digest.hex()
+        # Strings, not Paths: this runs once per file of a first snapshot.
+        path = f"{self._objects_s}/{sha[:2]}/{sha[2:]}"
+        if os.path.exists(path) or self._in_packs(digest):
+            return sha
+        if self._pack is not None or len(self._pending) >= LOOSE_LIMIT:
+            try:
+                if self._pack is None:
+                    self._pack = PackWriter(self._objects / "pack", self.owner)
+                self._pack.add(digest, kind, body)
+            except OSError as e:
+                raise _oserror(e, f"a pack in {self._objects}") from e
             return sha
         z = zlib.compressobj(1)  # level 1: several times faster than git's default, a bit larger
+        folder = Path(path).parent
         try:
-            makedirs(path.parent, self.owner)
+            makedirs(folder, self.owner)
             # "tmp_obj_": the prefix that git fsck ignores and git prune cleans up after a crash.
-            fd, tmp = mkstemp(path.parent, prefix="tmp_obj_")
+            fd, tmp = mkstemp(folder, prefix="tmp_obj_")
             try:
                 with open(fd, "wb") as out:
                     out.write(z.compress(header) + z.compress(body) + z.flush())
@@ -209,7 +245,7 @@ class ShadowRepo:
                 raise
         except OSError as e:
             raise _oserror(e, f"objects in {self._objects}") from e
-        self._pending.append(path)
+        self._pending.append(Path(path))
         return sha
 
     def update_ref(self, name: str, sha: str) -> None:
@@ -270,12 +306,17 @@ class ShadowRepo:
     def has_object(self, sha: str) -> bool:
         return os.path.exists(self._loose_path(sha)) or self._in_packs(bytes.fromhex(sha))
 
+    def _pack_pending(self, sha: str) -> bool:
+        return self._pack is not None and bytes.fromhex(sha) in self._pack
+
     def object_files(self, sha: str) -> list[Path] | None:
         """The files whose presence vouches for an object: its loose file, else every pack
         index (one of them holds it); None when it is not here."""
         loose = self._loose_path(sha)
         if loose.exists():
             return [loose]
+        if self._pack_pending(sha):
+            self.sync()  # the pack's index must exist to vouch for its objects
         if not self._in_packs(bytes.fromhex(sha)):
             return None
         return sorted((self._objects / "pack").glob("*.idx"))
@@ -316,7 +357,10 @@ class ShadowRepo:
         """Loose objects in Python; whatever gc packed, in a single `git cat-file --batch`."""
         out: dict[str, tuple[str, bytes]] = {}
         packed: list[str] = []
-        for sha in dict.fromkeys(shas):
+        wanted = list(dict.fromkeys(shas))
+        if self._pack is not None and any(map(self._pack_pending, wanted)):
+            self.sync()  # git reads the pack only once it is finished
+        for sha in wanted:
             try:
                 data = zlib.decompress(self._loose_path(sha).read_bytes())
             except FileNotFoundError:
@@ -352,7 +396,10 @@ class ShadowRepo:
     def _corrupt(self, sha: str, why: str) -> CorruptStore:
         return CorruptStore(f"git object {sha} in {self.gitdir} {why}; run 'datmo fsck'")
 
-    def _in_packs(self, digest: bytes) -> bool:  # searches gc's pack .idx files; no git process
+    def _in_packs(self, digest: bytes) -> bool:
+        """In the pack being written, or in a finished pack's .idx; no git process."""
+        if self._pack is not None and digest in self._pack:
+            return True
         pack_dir = self._objects / "pack"
         mtime = pack_dir.stat().st_mtime_ns if pack_dir.is_dir() else None
         if mtime != self._packs[0]:  # a gc added or removed packs since we last looked

@@ -149,13 +149,19 @@ def _capture(
     if not store.objects.reflinks_supported():
         extra_bytes = sum(_tree_size(src) for src, _ in extras)
         store.objects.check_space(bytes_to_store(store, result, cache) + extra_bytes)
-    state = describe(store, result, cache, capture=True, root=tree)
+    try:
+        state = describe(store, result, cache, capture=True, root=tree)
+        code_id = _code_tree(ctx, state)
+        # Durable before anything names them: the stat cache, the stamp, the record.
+        store.git.sync()
+    except BaseException:
+        store.git.abort()  # a pack begun here is nobody's
+        raise
     if tree == ctx.root:
         cache.prune(e.path for e in result.entries)
         cache.save()
     for src, dest in extras:
         state.extra.update(_capture_extra(ctx, src, dest))
-    code_id = _code_tree(ctx, state)
     files_id = store.objects.put_bytes(state.manifest_bytes())
     py_files = [
         (e.path, e.st)

@@ -127,6 +127,7 @@ class EnvInfoCache:
         racy_after = time.time_ns() - _RACY_NS
         files: dict[str, list[object]] = {}
         imports: set[str] = set()
+        top_dir = os.fspath(root)
         for rel, st in py_files:
             stamp: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
             entry = self._files.get(rel)
@@ -138,7 +139,8 @@ class EnvInfoCache:
                     continue
             dirty = True
             try:
-                found = envinfo.imports_of((root / rel).read_bytes())
+                with open(os.path.join(top_dir, rel), "rb") as f:
+                    found = envinfo.imports_of(f.read())
             except OSError:
                 continue  # vanished or unreadable since the scan; not cached, retried next time
             imports |= found

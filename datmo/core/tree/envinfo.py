@@ -59,17 +59,34 @@ def imports_of(source: bytes) -> set[str]:
     """
     import ast  # only cache misses parse; keep it off the start-up path
 
+    if b"import" not in source:
+        return set()  # most of the cost is the parse: a file without the word needs none
     try:
         tree = ast.parse(source)
     except Exception:  # SyntaxError, ValueError (NUL bytes), RecursionError on deep nesting
         return _imports_by_regex(source)
     names: set[str] = set()
-    for node in ast.walk(tree):
+    # Imports are statements: walk statement bodies only, never into expressions, which
+    # are most of a tree's nodes.
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
         if isinstance(node, ast.Import):
             names.update(alias.name.partition(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.partition(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+        else:
+            for field in _BODIES:
+                block = getattr(node, field, None)
+                if isinstance(block, list):
+                    stack.extend(block)
     return names
+
+
+# Where statements nest: module, def and class bodies, if/for/while/with/try blocks,
+# except handlers and match cases (handlers and cases hold bodies of their own).
+_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
 def _imports_by_regex(source: bytes) -> set[str]:

@@ -106,7 +106,7 @@ def describe(
                 full = os.path.join(top, e.path)
                 started = time.time_ns()
                 if capture:
-                    sha = _read_guard(e.path, lambda full=full: git.write_blob_file(Path(full)))
+                    sha = _read_guard(e.path, lambda full=full: git.write_blob_file(full))
                     cache.record(e.path, e.st, "sha1", sha, started)
                 else:  # status only hashes: it must work on a full disk and change nothing
                     sha = _read_guard(e.path, lambda full=full, st=e.st: _blob_id(git, full, st))
