@@ -715,11 +715,10 @@ def test_rewriting_an_unchanged_tree_of_2000_files_is_fast(repo: ShadowRepo) -> 
 
 def test_a_big_batch_goes_into_one_pack_that_git_reads_and_checks(repo: ShadowRepo) -> None:
     n = gitmod.LOOSE_LIMIT + 400
-    entries = {
-        f"d{i % 7}/f{i}.py": ("100644", repo.write_blob(b"x = %d\n" % i)) for i in range(n)
-    }
+    entries = {f"d{i % 7}/f{i}.py": ("100644", repo.write_blob(b"x = %d\n" % i)) for i in range(n)}
     pack_dir = repo.gitdir / "objects" / "pack"
-    assert [p.name for p in pack_dir.iterdir()][0].startswith("tmp_pack_")  # not visible yet
+    names = [p.name for p in pack_dir.iterdir()]
+    assert len(names) == 1 and names[0].startswith("tmp_pack_")  # not visible yet
     assert all(repo.has_object(sha) for _, sha in entries.values())  # pending ones count
     tree = repo.write_tree(entries)
     commit = repo.commit(tree, "many")
@@ -795,4 +794,5 @@ def test_pack_index_large_offsets_use_the_eight_byte_table() -> None:
     # The size varint: 4 bits in the first byte, then 7 per byte.
     assert entry_header(b"blob", 15) == bytes([0x3F])
     assert entry_header(b"blob", 16) == bytes([0xB0, 0x01])
-    assert entry_header(b"tree", 1 << 20) == bytes([0xA0, 0x80, 0x80, 0x04])  # 4 + 7 + 7 bits, then 1 << 2
+    # 4 + 7 + 7 bits, then 1 << 2
+    assert entry_header(b"tree", 1 << 20) == bytes([0xA0, 0x80, 0x80, 0x04])
