@@ -47,7 +47,8 @@ def index_bytes(entries: dict[bytes, tuple[int, int]], pack_sum: bytes) -> bytes
     for i, n in enumerate(fanout):
         total += n
         fanout[i] = total
-    small, large = [], []
+    small: list[int] = []
+    large: list[int] = []
     for digest in ids:
         offset = entries[digest][0]
         if offset < _LARGE:
