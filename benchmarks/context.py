@@ -21,6 +21,10 @@ class Sizes:
     snapshots: int  # snapshots listed by `snapshot ls`
     sweep_runs: int = 20  # one-second runs of the makespan benchmark
     staged_runs: int = 1000  # runs staged for `queue ls` and `ls`
+    scale_files: int = 100_000  # ~60-byte .py files of the scale rows (issue 17)
+    dataset_files: int = 20_000  # 50 kB random files of the data-set rows (1 GB)
+    reps_scale: int = 3  # first snapshots and checkouts of whole trees (a minute or two each)
+    reps_scale_change: int = 5  # one file changed among scale_files (seconds each)
 
 
 FULL = Sizes(
@@ -44,6 +48,10 @@ QUICK = Sizes(
     snapshots=20,
     sweep_runs=6,
     staged_runs=100,
+    scale_files=2_000,
+    dataset_files=500,
+    reps_scale=2,
+    reps_scale_change=3,
 )
 
 

@@ -121,6 +121,26 @@ How the figures are taken:
   `datmo snapshot create` in a block of its own.
 - **Growth**: `du -sb .datmo` (apparent sizes, folders included, nothing excluded)
   before and after each re-snapshot with a new message; the largest step is shown.
+- **Snapshots at scale** (issue 17, `scale-*`): the trees are written once, left to
+  age 2.5 s, and stay in the page cache; datmo's figures and the references' all end
+  with a timed `sync`, so both pay for durability alike, and an untimed `sync` runs
+  before each figure; each side's figure is the sum of its parts' medians. Instead of
+  a warm-up repetition (minutes at these sizes), a tiny project is snapshotted and
+  checked out first. *First snapshot*: 100,000 `.py` files
+  of ~60 bytes (100 folders x 10 x 100, 6.0 MB); each repetition removes `.datmo` and
+  runs `datmo init` (untimed), then times `datmo snapshot create` + `sync` against
+  `git init`, `git add -A`, `git commit` and `sync` in a byte-identical copy (its
+  `.git` removed each time). The same snapshot runs under `/usr/bin/time -v`: its
+  maximum resident set size (the largest process: datmo, or a git it runs), the most
+  of any repetition, must be at most 300 MB. *One file changed*: after an untimed
+  snapshot and commit and one `git status`, each repetition rewrites a different file
+  in both trees, waits 2.5 s, and times `datmo snapshot create` + `sync` against
+  `git add -A` + `git commit` + `sync`; the first repetition is a warm-up. *Data set*:
+  20,000 files of 50 kB of random bytes (1 GB) under `data/`; each repetition
+  snapshots it in a fresh project, against single-threaded `b3sum` of every file +
+  `cp -r` of the folder + `sync`. *Checkout*: `datmo snapshot checkout ID --to DIR`
+  of that snapshot into an empty folder + `sync` against `cp -r` + `sync` of the same
+  files; `diff -r` checks what was written.
 """
 
 

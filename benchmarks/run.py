@@ -1,6 +1,6 @@
 """`make bench`: run datmo's performance benchmarks and write docs/performance.md.
 
-    python benchmarks/run.py                 # everything, full sizes (about half an hour)
+    python benchmarks/run.py                 # everything, full sizes (about 45 minutes)
     python benchmarks/run.py --quick         # small sizes, to check the suite itself
     python benchmarks/run.py --only startup  # one benchmark (--list names them)
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     # checkout's `datmo` importable, as `python -m benchmarks.run` would.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from benchmarks import manyruns, newfile, remote, resnapshot, runs, slurm, startup, ui
+    from benchmarks import manyruns, newfile, remote, resnapshot, runs, scale, slurm, startup, ui
     from benchmarks.context import FULL, QUICK, Context
     from benchmarks.harness import FAIL, Row, Section, Skip, log
     from benchmarks.report import machine, text_table, write_doc
@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         "ui-vs-mlflow": ui.bench_mlflow_ui,
         "remote-folder": remote.bench_folder,
         "remote-ssh": remote.bench_ssh,
+        "scale-first": scale.bench_first,
+        "scale-change": scale.bench_change,
+        "scale-dataset": scale.bench_dataset,
+        "scale-checkout": scale.bench_checkout,
     }
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes and few repetitions")

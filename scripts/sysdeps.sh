@@ -10,6 +10,7 @@ command -v b3sum >/dev/null || need+=(b3sum)
 # ssh remotes: the tests start their own sshd on a loopback port (tests/remote/conftest.py)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v rsync >/dev/null || need+=(rsync)  # the reference of the push/pull benchmarks
+[ -x /usr/bin/time ] || need+=(time)  # peak memory of a first snapshot (benchmarks/scale.py)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "please install: ${need[*]} (some tests and benchmarks need them)" >&2
