@@ -145,6 +145,7 @@ def collect(ctx: ProjectContext, dry_run: bool = False, grace_s: float = GRACE_S
             # answer kept with it, before anything they name is deleted (the next
             # snapshot writes new ones).
             store.remove("cache/treestamp")
+            store.remove("cache/lastcapture")
             store.remove(f"cache/{unchanged.NAME}")
         gone = _records(ctx, report, now, grace_s, dry_run)
         try:

@@ -37,10 +37,13 @@ def bad_name(name: str) -> bool:
 
 
 def build_trees(
-    entries: Mapping[str, tuple[str, str]], write: Callable[[bytes, bytes], str]
+    entries: Mapping[str, tuple[str, str]],
+    write: Callable[[bytes, bytes], str],
+    ids: dict[str, str] | None = None,
 ) -> str:
     """Write (through write(kind, body) -> id) the nested trees for relpath -> (mode, blob
-    id), deepest first; returns the root tree's id. Raises ValueError for a bad entry."""
+    id), deepest first; returns the root tree's id. Raises ValueError for a bad entry.
+    ids, if given, gets each folder's tree id (relpath -> id, "" for the root)."""
     # folder relpath -> [(sort key, entry bytes)]; git sorts a subtree as "name/".
     dirs: dict[str, list[tuple[bytes, bytes]]] = {"": []}
     for path, (mode, sha) in entries.items():
@@ -65,6 +68,8 @@ def build_trees(
     for folder in sorted(dirs, key=lambda d: d.count("/") if d else -1, reverse=True):
         listing = sorted(dirs[folder])
         tree = write(b"tree", b"".join(entry for _, entry in listing))
+        if ids is not None:
+            ids[folder] = tree
         if folder:
             parent, _, name = folder.rpartition("/")
             n = os.fsencode(name)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from datmo.core.shadowgit import format as gitformat
 from datmo.core.shadowgit.pack import PackWriter
+from datmo.core.shadowgit.refs import Refs, oserror
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
-from datmo.errors import CorruptStore, DatmoError, DiskFull
+from datmo.errors import CorruptStore, DatmoError
 
 if TYPE_CHECKING:  # subprocess costs ~4 ms to import, and most commands never run git
     import subprocess
@@ -44,8 +45,6 @@ CONFIG = {
     "gc.auto": "0",  # datmo decides when to gc, under its project lock
 }
 _HEX40 = re.compile(r"[0-9a-f]{40}")
-# git check-ref-format, minus rules that datmo's own ref names never come near.
-_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|[/.]$")
 _READ_ONLY = {"archive", "cat-file", "fsck", "for-each-ref", "log", "ls-tree", "rev-parse", "show"}
 _ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "GIT_ATTR_NOSYSTEM": "1"}
 _ENV |= {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -59,13 +58,7 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(GIT_ENV_DROP)} | _ENV
 
 
-def _oserror(e: OSError, what: str) -> DatmoError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(f"disk full while writing {what}; free some space and try again")
-    return DatmoError(f"cannot write {what}: {e.strerror or e}")
-
-
-class ShadowRepo:
+class ShadowRepo(Refs):
     def __init__(self, gitdir: Path, worktree: Path, owner: Owner | None = None) -> None:
         self.gitdir = Path(gitdir).resolve()  # real paths: git matches safe.directory against them
         self.worktree = Path(worktree).resolve()
@@ -168,9 +161,16 @@ class ShadowRepo:
         with open(fd, "rb") as f:
             return self.write_blob(f.read())  # code files are small; peak memory ~2x the file
 
-    def write_tree(self, entries: Mapping[str, tuple[str, str]]) -> str:
-        """Write the nested trees for relpath -> (mode, blob id); return the root tree id."""
-        return gitformat.build_trees(entries, self._write_object)
+    def write_tree(
+        self, entries: Mapping[str, tuple[str, str]], ids: dict[str, str] | None = None
+    ) -> str:
+        """Write the nested trees for relpath -> (mode, blob id); return the root tree id.
+        ids, if given, gets every folder's tree id."""
+        return gitformat.build_trees(entries, self._write_object, ids)
+
+    def write_tree_object(self, body: bytes) -> str:
+        """One tree object from its body (entries already in git's order)."""
+        return self._write_object(b"tree", body)
 
     def commit(
         self, tree: str, message: str, parents: Sequence[str] = (), when: datetime | None = None
@@ -190,7 +190,7 @@ class ShadowRepo:
                 pack.finish()
             except OSError as e:
                 pack.abort()
-                raise _oserror(e, f"a pack in {self._objects}") from e
+                raise oserror(e, f"a pack in {self._objects}") from e
         pending, self._pending = self._pending, []
         for path in pending:
             with open(path, "rb") as f:
@@ -225,7 +225,7 @@ class ShadowRepo:
                     self._pack = PackWriter(self._objects / "pack", self.owner)
                 self._pack.add(digest, kind, body)
             except OSError as e:
-                raise _oserror(e, f"a pack in {self._objects}") from e
+                raise oserror(e, f"a pack in {self._objects}") from e
             return sha
         z = zlib.compressobj(1)  # level 1: several times faster than git's default, a bit larger
         folder = Path(path).parent
@@ -244,64 +244,9 @@ class ShadowRepo:
                 os.unlink(tmp)
                 raise
         except OSError as e:
-            raise _oserror(e, f"objects in {self._objects}") from e
+            raise oserror(e, f"objects in {self._objects}") from e
         self._pending.append(Path(path))
         return sha
-
-    def update_ref(self, name: str, sha: str) -> None:
-        path = self._ref_path(name)
-        if not self.has_object(sha):  # a ref must never lead to a missing object
-            raise self._corrupt(sha, "is missing")
-        self.sync()  # the objects must be on disk before a ref can lead to them
-        try:
-            makedirs(path.parent, self.owner)
-            atomic_write_bytes(path, sha.encode() + b"\n", self.owner)
-        except OSError as e:
-            raise _oserror(e, f"ref {name}") from e
-
-    def delete_ref(self, name: str) -> None:
-        path = self._ref_path(name)
-        if name in self._packed_refs():  # rare (only after gc): let git rewrite packed-refs
-            self.run("update-ref", "-d", name)
-        path.unlink(missing_ok=True)
-
-    def read_ref(self, name: str) -> str | None:
-        try:
-            text = self._ref_path(name).read_text("latin-1")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return self._packed_refs().get(name)
-        return self._valid_ref(name, text.strip())
-
-    def list_refs(self, prefix: str = "refs/datmo/") -> dict[str, str]:
-        refs = {k: v for k, v in self._packed_refs().items() if k.startswith(prefix)}
-        base = self.gitdir / "refs" / prefix.removeprefix("refs/").rpartition("/")[0]
-        for top, _, files in os.walk(base):
-            for fname in files:
-                path = Path(top, fname)
-                name = path.relative_to(self.gitdir).as_posix()
-                # Skip git's *.lock files and the dot-named temp file of an interrupted write.
-                if name.startswith(prefix) and fname[0] != "." and not fname.endswith(".lock"):
-                    refs[name] = self._valid_ref(name, path.read_text("latin-1").strip())
-        return dict(sorted(refs.items()))
-
-    def _ref_path(self, name: str) -> Path:
-        if not name.startswith("refs/") or _BAD_REF.search(name):
-            raise ValueError(f"bad ref name {name!r}")
-        return self.gitdir / name
-
-    def _valid_ref(self, name: str, text: str) -> str:
-        if not _HEX40.fullmatch(text):
-            raise CorruptStore(f"ref {name} in {self.gitdir} is damaged; run 'datmo fsck'")
-        return text
-
-    def _packed_refs(self) -> dict[str, str]:
-        try:
-            text = (self.gitdir / "packed-refs").read_text("utf-8", "surrogateescape")
-        except FileNotFoundError:
-            return {}
-        # "<id> <name>" lines; skip the header comment and "^<id>" peeled tag values.
-        pairs = [ln.partition(" ")[::2] for ln in text.splitlines() if ln[:1] not in ("", "#", "^")]
-        return {name: self._valid_ref(name, sha) for sha, name in pairs}
 
     def has_object(self, sha: str) -> bool:
         return os.path.exists(self._loose_path(sha)) or self._in_packs(bytes.fromhex(sha))

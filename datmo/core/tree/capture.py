@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import time
@@ -71,7 +70,13 @@ def capture_tree(
     with gc_paused():  # per-file objects by the hundred thousand, and no cycles
         own = root is None or root == ctx.root
         if own and not extras:
-            found = _from_stamp(ctx)
+            stamp = _stamp(ctx)
+            changed = None if stamp is None else stamp.changed_folders(os.fspath(ctx.root))
+            found = None
+            if stamp is not None and changed == []:
+                found = _from_stamp(ctx, stamp)
+            elif stamp is not None and changed:
+                found = _incremental(ctx, stamp, changed)
             if found is not None:
                 return found
         return _capture(ctx, extras, root or ctx.root, stamp=own and not extras)
@@ -105,12 +110,13 @@ def unchanged_since(ctx: ProjectContext, code_id: str, files_id: str) -> bool:
     )
 
 
-def _from_stamp(ctx: ProjectContext) -> Captured | None:
-    """The last capture's outcome, if the tree provably has not changed since."""
+def last_path(ctx: ProjectContext) -> Path:
+    return ctx.store.path("cache", "lastcapture")
+
+
+def _from_stamp(ctx: ProjectContext, stamp: TreeStamp) -> Captured | None:
+    """The last capture's outcome, for a tree that provably has not changed since."""
     store = ctx.store
-    stamp = _stamp(ctx)
-    if stamp is None or not stamp.holds(os.fspath(ctx.root)):
-        return None
     o, objects = stamp.outcome, store.objects
     if not (
         store.git.has_object(o.code_id)
@@ -134,6 +140,76 @@ def _from_stamp(ctx: ProjectContext) -> Captured | None:
     )
 
 
+def _incremental(ctx: ProjectContext, stamp: TreeStamp, changed: list[int]) -> Captured | None:
+    """Only the changed folders captured again (update.py); None: do a full capture."""
+    from datmo.core.tree import update
+
+    store, objects = ctx.store, ctx.store.objects
+    last = update.LastCapture.load(last_path(ctx))
+    if last is None or not store.git.has_object(stamp.outcome.code_id):
+        return None
+    started = time.time_ns()  # before any folder is read again: see stamp.py
+    try:
+        done = update.update(ctx, stamp, changed, last)
+    except BaseException:
+        store.git.abort()
+        raise
+    if done is None:
+        return None
+    state, parts = done.state, done.last.parts
+    if not all(map(objects.has, (d for d, _, _ in state.files.values()))):
+        return None  # removed by hand since (gc drops the stamp first)
+    code_id = done.last.code_id
+    files_id = objects.put_bytes(state.manifest_bytes())
+    # As in _capture: .py files stored as files (not code), in path order.
+    stored = sorted((p, v[0]) for p, v in state.files.items() if p.endswith(".py"))
+    content_key = f"{code_id} {_digest_of(stored)}"
+    env = _env_cache(ctx)
+    answer = env.cached(ctx.root, content_key)
+    if answer is None:
+        imports: set[str] = set()
+        for part in parts:
+            imports.update(part["imports"])
+        top, nested = update.module_names(stamp.folders, parts)
+        answer = env.from_imports(ctx.root, imports, top, nested)
+        env.keyed(ctx.root, content_key, answer)
+    requirements, platform = answer
+    skipped = [s for s in done.last.skipped if s[0] != ".datmo"]
+    outcome = Outcome(
+        code_id=code_id,
+        files_id=files_id,
+        code_count=len(state.code),
+        file_count=len(state.files),
+        total_bytes=done.total_bytes,
+        skipped=skipped,
+        content_key=content_key,
+        file_digests=[d for d, _, _ in state.files.values()],
+    )
+    _keep(ctx, stamp.spliced(done.replaced, outcome, started), done.last, files_id)
+    return Captured(
+        code_id=code_id,
+        files_id=files_id,
+        requirements_id=objects.put_bytes(requirements.encode()),
+        platform=platform,
+        code_count=len(state.code),
+        file_count=len(state.files),
+        total_bytes=done.total_bytes,
+        skipped=skipped,
+    )
+
+
+def _keep(ctx: ProjectContext, stamp: TreeStamp | None, last: Any, files_id: str) -> None:
+    """Save the stamp and the last capture's parts together, or drop both."""
+    store = ctx.store
+    if stamp is None:
+        store.remove("cache/treestamp")  # what the last one vouched for is gone anyway
+        store.remove("cache/lastcapture")
+        return
+    last.files_id = files_id
+    last.save(last_path(ctx), store.owner)
+    stamp.save(stamp_path(ctx), store.owner)
+
+
 def _capture(
     ctx: ProjectContext, extras: list[tuple[Path, str]], tree: Path, stamp: bool
 ) -> Captured:
@@ -151,7 +227,8 @@ def _capture(
         store.objects.check_space(bytes_to_store(store, result, cache) + extra_bytes)
     try:
         state = describe(store, result, cache, capture=True, root=tree)
-        code_id = _code_tree(ctx, state)
+        trees: dict[str, str] = {}
+        code_id = store.git.write_tree(state.code, trees)
         # Durable before anything names them: the stat cache, the stamp, the record.
         store.git.sync()
     except BaseException:
@@ -194,10 +271,13 @@ def _capture(
             file_digests=[d for d, _, _ in state.files.values()],
         )
         made = TreeStamp.of(result, outcome, stamp_key(ctx.info.file_threshold), started)
-        if made is None:
-            store.remove("cache/treestamp")  # what the last one vouched for is gone anyway
-        else:
-            made.save(stamp_path(ctx), store.owner)
+        last = None
+        if made is not None:
+            from datmo.core.tree.update import LastCapture
+
+            imports = env_cache.file_imports(tree, py_files)
+            last = LastCapture.of(result, state, code_id, files_id, trees, imports, skipped)
+        _keep(ctx, made, last, files_id)
     return Captured(
         code_id=code_id,
         files_id=files_id,
@@ -214,29 +294,6 @@ def _env_cache(ctx: ProjectContext) -> EnvInfoCache:
     from datmo.core.tree.envcache import EnvInfoCache
 
     return EnvInfoCache(ctx.store.path("cache", "envinfo.json"), ctx.store.owner)
-
-
-def _code_tree(ctx: ProjectContext, state: TreeState) -> str:
-    """The code's git tree; an unchanged set of entries reuses the last tree's id.
-
-    Building and hashing every tree object again costs more than the whole rest of
-    an unchanged re-snapshot of a big project.
-    """
-    from datmo.core.storage.fsutil import atomic_write_bytes
-
-    store = ctx.store
-    key = _digest_of([(p, f"{m}\0{s}") for p, (m, s) in sorted(state.code.items())])
-    cache = store.path("cache", "tree")
-    try:
-        last_key, last_tree = cache.read_text().split()
-        if last_key == key and store.git.has_object(last_tree):
-            return last_tree
-    except (OSError, ValueError):
-        pass  # no cache yet, or a damaged one: it is only a shortcut
-    tree = store.git.write_tree(state.code)
-    with contextlib.suppress(OSError):
-        atomic_write_bytes(cache, f"{key} {tree}\n".encode(), store.owner, durable=False)
-    return tree
 
 
 def _digest_of(pairs: list[tuple[str, str]]) -> str:

@@ -21,7 +21,7 @@ from datmo.core.storage.fsutil import Owner, atomic_write_bytes
 from datmo.core.tree import envinfo
 from datmo.core.util import probe
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 # A file changed again within the filesystem's timestamp granularity after we read
 # it would keep its (size, mtime) key; like git's "racy clean" check, files touched
 # this recently are parsed but not trusted from the cache. 2 s covers FAT and HFS+.
@@ -51,11 +51,16 @@ class EnvInfoCache:
     def __init__(self, path: Path, owner: Owner | None = None) -> None:
         self.path = path
         self.summary_path = path.with_name(path.name + ".summary")
+        # Small, apart from the per-file part: an incremental capture reads only this.
+        self.answers_path = path.with_name(path.name + ".answers")
         self.owner = owner
         self._files: dict[str, list[object]] = {}
         self._requirements: dict[str, str] = {}
         self._platform: dict[str, object] = {}
         self._loaded = False
+        self._answers_loaded = False
+        self._dirty = False
+        self._answers_dirty = False
 
     def _load(self) -> None:
         if self._loaded:
@@ -67,9 +72,21 @@ class EnvInfoCache:
             return  # missing or corrupt: start empty, the next save repairs it
         if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
             return
-        files, reqs, plat = data.get("files"), data.get("requirements"), data.get("platform")
+        files = data.get("files")
         if isinstance(files, dict):
             self._files = files
+
+    def _load_answers(self) -> None:
+        if self._answers_loaded:
+            return
+        self._answers_loaded = True
+        try:
+            data = json.loads(self.answers_path.read_bytes())
+        except (OSError, ValueError):
+            return
+        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+            return
+        reqs, plat = data.get("requirements"), data.get("platform")
         if isinstance(reqs, dict) and isinstance(reqs.get("text"), str):
             self._requirements = reqs
         if isinstance(plat, dict) and isinstance(plat.get("facts"), dict):
@@ -106,12 +123,7 @@ class EnvInfoCache:
         if found is not None:
             return found
         text, facts = self.compute(root, py_files)
-        blob = json.dumps(
-            {"version": _CACHE_VERSION, "key": key, "requirements": text, "facts": facts},
-            sort_keys=True,
-        ).encode()
-        with contextlib.suppress(OSError):
-            atomic_write_bytes(self.summary_path, blob, self.owner, durable=False)
+        self.keyed(root, content_key, (text, facts))
         return text, copy.deepcopy(facts)
 
     def compute(
@@ -122,11 +134,20 @@ class EnvInfoCache:
         Only files whose (size, mtime, ctime, inode) changed are parsed again; files
         changed in the last 2 s and symlinks are parsed every time.
         """
+        imports: set[str] = set()
+        for names in self.file_imports(root, py_files).values():
+            imports.update(names)
+        top, nested = envinfo.local_module_names(rel for rel, _ in py_files)
+        return self.from_imports(root, imports, top, nested)
+
+    def file_imports(
+        self, root: Path, py_files: Sequence[tuple[str, os.stat_result]]
+    ) -> dict[str, list[str]]:
+        """The modules each file imports, from the cache where its stamp is unchanged."""
         self._load()
-        dirty = False
         racy_after = time.time_ns() - _RACY_NS
         files: dict[str, list[object]] = {}
-        imports: set[str] = set()
+        out: dict[str, list[str]] = {}
         top_dir = os.fspath(root)
         for rel, st in py_files:
             stamp: list[object] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
@@ -134,50 +155,73 @@ class EnvInfoCache:
             if isinstance(entry, list) and len(entry) == 2 and entry[0] == stamp:
                 names = entry[1]
                 if isinstance(names, list):
-                    imports.update(names)
+                    out[rel] = names
                     files[rel] = entry
                     continue
-            dirty = True
+            self._dirty = True
             try:
                 with open(os.path.join(top_dir, rel), "rb") as f:
-                    found = envinfo.imports_of(f.read())
+                    found = sorted(envinfo.imports_of(f.read()))
             except OSError:
                 continue  # vanished or unreadable since the scan; not cached, retried next time
-            imports |= found
+            out[rel] = found
             # An lstat of a symlink does not change when its target is edited.
             if max(st.st_mtime_ns, st.st_ctime_ns) < racy_after and not stat.S_ISLNK(st.st_mode):
-                files[rel] = [stamp, sorted(found)]
+                files[rel] = [stamp, found]
         if files.keys() != self._files.keys():
-            dirty = True
+            self._dirty = True
         self._files = files
+        self._save()
+        return out
 
+    def from_imports(
+        self, root: Path, imports: set[str], top: set[str], nested: set[str]
+    ) -> tuple[str, dict[str, object]]:
+        """(requirements.txt, platform facts) for these imports and local module names."""
+        self._load_answers()
         fingerprint = packages_fingerprint(root)
-        top, nested = envinfo.local_module_names(rel for rel, _ in py_files)
         req_key = _digest([sorted(imports), sorted(top), sorted(nested), fingerprint])
         if self._requirements.get("key") != req_key:
             text = envinfo.requirements_for(imports, top, nested)
             self._requirements = {"key": req_key, "text": text}
-            dirty = True
+            self._answers_dirty = True
 
         plat_key = _digest([fingerprint, probe.machine()])
         if self._platform.get("key") != plat_key:
             self._platform = {"key": plat_key, "facts": envinfo.platform_facts()}
-            dirty = True
+            self._answers_dirty = True
 
-        if dirty:
-            self._save()
+        self._save()
         facts = self._platform["facts"]
         assert isinstance(facts, dict)
         return self._requirements["text"], copy.deepcopy(facts)
 
-    def _save(self) -> None:
-        data = {
-            "version": _CACHE_VERSION,
-            "files": self._files,
-            "requirements": self._requirements,
-            "platform": self._platform,
-        }
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-        # A cache that cannot be written only costs time; the snapshot must not fail.
+    def keyed(self, root: Path, content_key: str, answer: tuple[str, dict[str, object]]) -> None:
+        """Remember answer as the summary for content_key (see compute_keyed)."""
+        key = self._summary_key(root, content_key)
+        text, facts = answer
+        blob = json.dumps(
+            {"version": _CACHE_VERSION, "key": key, "requirements": text, "facts": facts},
+            sort_keys=True,
+        ).encode()
         with contextlib.suppress(OSError):
-            atomic_write_bytes(self.path, blob, self.owner, durable=False)
+            atomic_write_bytes(self.summary_path, blob, self.owner, durable=False)
+
+    def _save(self) -> None:
+        # A cache that cannot be written only costs time; the snapshot must not fail.
+        if self._dirty:
+            data = {"version": _CACHE_VERSION, "files": self._files}
+            blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(self.path, blob, self.owner, durable=False)
+            self._dirty = False
+        if self._answers_dirty:
+            answers = {
+                "version": _CACHE_VERSION,
+                "requirements": self._requirements,
+                "platform": self._platform,
+            }
+            blob = json.dumps(answers, sort_keys=True, separators=(",", ":")).encode()
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(self.answers_path, blob, self.owner, durable=False)
+            self._answers_dirty = False

@@ -122,6 +122,18 @@ def scan(root: Path, threshold: int = 1 << 20, extra_rules: str = "") -> ScanRes
     return _Walk(top, threshold, datmo_rules(root, extra_rules)).run()
 
 
+def rescan_folder(
+    root: Path, rel: str, threshold: int, extra_rules: str = ""
+) -> tuple[Listed, list[Skipped], list[str]] | None:
+    """One folder classified as a full scan would: (its listing, what it leaves out, the
+    subfolders a scan would walk into). For an incremental capture (update.py), which
+    redoes only the folders that changed. The rules that apply come down from the root
+    through each folder above, as the walk brings them. None when the folder cannot be
+    judged alone: gone, unreadable, left out or a virtual environment now."""
+    walk = _Walk(os.fspath(root), threshold, datmo_rules(root, extra_rules))
+    return walk.one(rel)
+
+
 def _read_text(path: str) -> str:
     with open(path, "rb") as f:
         return f.read().decode("utf-8", "surrogateescape")
@@ -186,6 +198,48 @@ class _Walk:
             else:
                 stack.pop()
         return entries
+
+    def one(self, rel: str) -> tuple[Listed, list[Skipped], list[str]] | None:
+        folder: _Folder | None = _Folder(self.top, "", None, False, True, self.rules)
+        for part in rel.split("/") if rel else []:
+            assert folder is not None
+            folder = self._step(folder, part)
+            if folder is None:
+                return None
+        assert folder is not None
+        listing = self._list(folder)
+        if listing is None or not self.stable or len(self.folders) != 1:
+            return None
+        subs = [sub.rel.rpartition("/")[2] for _, sub in listing if sub is not None]
+        return self.folders[0], self.skipped, subs
+
+    def _step(self, folder: _Folder, name: str) -> _Folder | None:
+        """The folder `name` inside `folder`, with the rules that apply in it: the
+        subfolder step of _classify, for one name."""
+        rel, prefix = folder.rel, folder.rel + "/" if folder.rel else ""
+        try:
+            fd = os.open(folder.path, _DIR_FLAGS if rel else _DIR_FLAGS & ~os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            git = folder.git
+            if not folder.ignored and _exists_at(fd, ".gitignore"):
+                own = IgnoreRules.parse(_read_at(fd, ".gitignore"), rel, _source(rel))
+                git = own if git is None else git + own
+        finally:
+            os.close(fd)
+        if git is not None:
+            git = git.for_folder(rel) or None
+        rules = folder.rules.for_folder(rel)
+        live_git = None if folder.ignored else git
+        hit = rules.decide([name], prefix, True).get(name)
+        if hit is not None and not hit.negated:
+            return None  # left out: nothing below it is captured
+        sub_ignored = folder.ignored or bool(
+            live_git and _hits(live_git.decide([name], prefix, True))
+        )
+        vouched = hit is not None  # re-included by '!'
+        return _Folder(f"{folder.path}/{name}", prefix + name, git, sub_ignored, vouched, rules)
 
     def _list(self, folder: _Folder) -> _Listing | None:
         """Classify a folder's children; None if it is left out (reported) or gone."""
@@ -322,6 +376,14 @@ def _hits(decided: dict[str, Pattern]) -> dict[str, str]:
 
 def _source(rel: str) -> str:
     return f"{rel}/.gitignore" if rel else ".gitignore"
+
+
+def _exists_at(fd: int, name: str) -> bool:
+    try:
+        os.lstat(name, dir_fd=fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _read_at(fd: int, name: str) -> str:

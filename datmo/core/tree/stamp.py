@@ -36,17 +36,19 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from array import array
 
 from datmo import __version__
 from datmo.core.storage import cachefile
+from datmo.core.tree.forked import in_children as _in_children
+from datmo.core.tree.forked import parts as _parts
+from datmo.core.tree.forked import workers as _workers
 from datmo.core.util.probe import COARSE_NS, is_racy, is_venv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datmo.core.storage.fsutil import Owner
-    from datmo.core.tree.scan import ScanResult
+    from datmo.core.tree.scan import Entry, Listed, ScanResult
 
 FORMAT_VERSION = 1
 _MAGIC = b"DATMOTS\n"
@@ -116,28 +118,45 @@ class TreeStamp:
         for, or a file too new to trust (see the module docstring)."""
         if not scan.stable:
             return None
-        flat: list[os.stat_result | _Mark] = []
         folders, names = [], []
+        cols = tuple(array("q") for _ in range(5))
         for rel, listed, dirs, entries in scan.folders:
-            if not dirs and len(entries) == len(listed):
-                flat += [e.st for e in entries]  # the usual folder: files only, all captured
-            else:
-                is_dir, sts = set(dirs), {e.path.rpartition("/")[2]: e.st for e in entries}
-                flat += [
-                    sts.get(n) or (_DIR_MARK if n in is_dir else _NOT_DIR_MARK) for n in listed
-                ]
+            for col, part in zip(cols, _rows(listed, dirs, entries), strict=True):
+                col.extend(part)
             folders.append(rel)
             names.append(listed)
-        cols = (
-            array("q", [st.st_mode for st in flat]),
-            array("q", [st.st_size for st in flat]),
-            array("q", [st.st_mtime_ns for st in flat]),
-            array("q", [st.st_ctime_ns for st in flat]),
-            array("q", [st.st_ino & _INO for st in flat]),
-        )
         if any(is_racy(t, started_ns) for col in cols[2:4] for t in _recent(col, started_ns)):
             return None
         return cls(key, outcome, folders, names, cols, list(scan.venvs))
+
+    def spliced(
+        self, replaced: dict[int, Listed], outcome: Outcome, started_ns: int
+    ) -> TreeStamp | None:
+        """This stamp with the folders an incremental capture redid replaced by their new
+        listings; None when one of their files is too new to trust (as in of())."""
+        names = list(self.names)
+        pieces: list[tuple[array[int], ...]] = []
+        new_rows: list[tuple[array[int], ...]] = []
+        i = 0
+        for k, listed in enumerate(self.names):
+            j = i + len(listed)
+            if k in replaced:
+                _, now, dirs, entries = replaced[k]
+                names[k] = now
+                rows = _rows(now, dirs, entries)
+                pieces.append(rows)
+                new_rows.append(rows)
+            else:
+                pieces.append(tuple(c[i:j] for c in self.cols))
+            i = j
+        cols = tuple(array("q") for _ in range(5))
+        for piece in pieces:
+            for col, part in zip(cols, piece, strict=True):
+                col.extend(part)
+        for rows in new_rows:
+            if any(is_racy(t, started_ns) for col in rows[2:4] for t in _recent(col, started_ns)):
+                return None
+        return TreeStamp(self.key, outcome, self.folders, names, cols, self.venvs)
 
     def holds(self, top: str) -> bool:
         """Whether the tree under `top` is, provably, as this stamp saw it."""
@@ -215,6 +234,31 @@ class TreeStamp:
                 os.close(fd)
         return True
 
+    def changed_folders(self, top: str) -> list[int] | None:
+        """The indexes of the folders that list other names now, or hold a file that stats
+        differently; [] when the stamp holds. None when that cannot be told folder by
+        folder (a folder gone or unreadable, a virtual environment no longer one): a full
+        capture must look. Unlike holds(), every folder is checked: an incremental
+        capture (update.py) redoes exactly these."""
+        try:
+            if not all(self._still_venv(top, r) for r in self.venvs):
+                return None
+            parts = _parts(self.names, _workers(len(self.cols[0])))
+            if len(parts) == 1:
+                return self._changed(top, *parts[0])
+            return _in_children(parts, lambda part: self._changed(top, *part))
+        except OSError:
+            return None
+
+    def _changed(self, top: str, first: int, last: int, i: int) -> list[int]:
+        changed = []
+        for k in range(first, last):
+            j = i + len(self.names[k])
+            if not self._check(top, k, k + 1, i):
+                changed.append(k)
+            i = j
+        return changed
+
     def _still_venv(self, top: str, rel: str) -> bool:
         fd = os.open(f"{top}/{rel}", _DIR_FLAGS)
         try:
@@ -257,8 +301,21 @@ class TreeStamp:
             return None
 
 
-PARALLEL_FROM = 20_000  # names; below this a fork costs more than it saves
-MAX_WORKERS = 4
+def _rows(listed: list[str], dirs: list[str], entries: list[Entry]) -> tuple[array[int], ...]:
+    """A folder's rows: each name's lstat, or a mark for a name not captured itself."""
+    flat: list[os.stat_result | _Mark]
+    if not dirs and len(entries) == len(listed):
+        flat = [e.st for e in entries]  # the usual folder: files only, all captured
+    else:
+        is_dir, sts = set(dirs), {e.path.rpartition("/")[2]: e.st for e in entries}
+        flat = [sts.get(n) or (_DIR_MARK if n in is_dir else _NOT_DIR_MARK) for n in listed]
+    return (
+        array("q", [st.st_mode for st in flat]),
+        array("q", [st.st_size for st in flat]),
+        array("q", [st.st_mtime_ns for st in flat]),
+        array("q", [st.st_ctime_ns for st in flat]),
+        array("q", [st.st_ino & _INO for st in flat]),
+    )
 
 
 def _recent(times: array[int], since_ns: int) -> list[int]:
@@ -267,35 +324,6 @@ def _recent(times: array[int], since_ns: int) -> list[int]:
     if newest < since_ns - COARSE_NS:
         return []
     return [t for t in times if t >= since_ns - COARSE_NS]
-
-
-def _workers(names: int) -> int:
-    """Processes to check with: one per usable core, none extra while threads run
-    (a fork copies only the calling thread; a lock another holds would stay held)."""
-    if names < PARALLEL_FROM or not hasattr(os, "fork"):
-        return 1
-    threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
-
-
-def _parts(names: list[list[str]], n: int) -> list[tuple[int, int, int]]:
-    """Split the folders into n runs of about as many names: (first, last, name offset)."""
-    total = sum(map(len, names))
-    parts: list[tuple[int, int, int]] = []
-    first = start = seen = 0
-    for k, listed in enumerate(names):
-        seen += len(listed)
-        if len(parts) < n - 1 and seen * n >= total * (len(parts) + 1):
-            parts.append((first, k + 1, start))
-            first, start = k + 1, seen
-    parts.append((first, len(names), start))
-    return parts
 
 
 def stamp_key(threshold: int) -> str:
