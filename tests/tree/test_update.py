@@ -155,3 +155,21 @@ def test_a_damaged_or_foreign_last_capture_means_a_full_capture(
     after = capture.capture_tree(open_project(captured), [])
     assert calls == {"incremental": 0, "declined": 0}  # never even tried
     assert _full(after) == _full(_oracle(captured))
+
+
+def test_a_last_capture_saved_with_another_stamp_is_never_used(
+    captured: Path, calls: dict[str, int]
+) -> None:
+    """Two captures at once each write a stamp and a last capture: a mixed pair (one's
+    stamp, the other's record of its folders) must not be built on."""
+    last = captured / ".datmo" / "cache" / "lastcapture"
+    first = last.read_bytes()
+    (captured / ".env").unlink()  # left out: no code or file changes, other left-out paths
+    _age()
+    capture.capture_tree(open_project(captured), [])
+    last.write_bytes(first)
+    (captured / "train.py").write_text("import os\nprint('other')\n")
+    calls.update(incremental=0, declined=0)
+    after = capture.capture_tree(open_project(captured), [])
+    assert calls == {"incremental": 0, "declined": 1}, "a record of another capture was used"
+    assert _full(after) == _full(_oracle(captured))

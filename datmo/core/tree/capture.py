@@ -205,7 +205,10 @@ def _keep(ctx: ProjectContext, stamp: TreeStamp | None, last: Any, files_id: str
         store.remove("cache/treestamp")  # what the last one vouched for is gone anyway
         store.remove("cache/lastcapture")
         return
+    from datmo.core.tree.update import stamp_digest
+
     last.files_id = files_id
+    last.stamp = stamp_digest(stamp)
     last.save(last_path(ctx), store.owner)
     stamp.save(stamp_path(ctx), store.owner)
 

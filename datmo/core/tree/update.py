@@ -53,6 +53,12 @@ class LastCapture:
         self.code_id, self.files_id = code_id, files_id
         self.parts = parts
         self.skipped = skipped
+        self.stamp = ""  # the digest of the stamp saved with it (see matches)
+
+    def matches(self, stamp: TreeStamp) -> bool:
+        """Whether this was saved together with that stamp: two captures at once each
+        write both files, and a pair from different captures must never be used."""
+        return self.stamp == stamp_digest(stamp)
 
     @classmethod
     def of(
@@ -69,15 +75,17 @@ class LastCapture:
         return cls(code_id, files_id, parts, skipped)
 
     def save(self, path: Path, owner: Any) -> None:
-        data = (self.code_id, self.files_id, self.parts, self.skipped)
+        data = (self.code_id, self.files_id, self.parts, self.skipped, self.stamp)
         cachefile.write(path, _MAGIC, FORMAT_VERSION, data, owner)
 
     @classmethod
     def load(cls, path: Path) -> LastCapture | None:
         data = cachefile.read(path, _MAGIC, FORMAT_VERSION)
         try:
-            code_id, files_id, parts, skipped = data
-            return cls(code_id, files_id, parts, skipped)
+            code_id, files_id, parts, skipped, digest = data
+            last = cls(code_id, files_id, parts, skipped)
+            last.stamp = digest
+            return last
         except (TypeError, ValueError):
             return None  # missing, damaged, or written by another version
 
@@ -160,7 +168,7 @@ def update(
     folders = stamp.folders
     if len(changed) > max(8, MAX_CHANGED_SHARE * len(folders)):
         return None
-    if (last.code_id, last.files_id) != (stamp.outcome.code_id, stamp.outcome.files_id):
+    if not last.matches(stamp):
         return None  # not written by the capture that wrote the stamp
     if len(last.parts) != len(folders):
         return None
@@ -217,6 +225,21 @@ def update(
     new_last = LastCapture(code_id, "", parts, skipped_all)
     total = sum(part["bytes"] for part in parts)
     return Update(state, new_last, replaced, total)
+
+
+def stamp_digest(stamp: TreeStamp) -> str:
+    """What a stamp saw and made, in one digest (a few ms for 100,000 names)."""
+    from blake3 import blake3
+
+    h = blake3()
+    for col in stamp.cols:
+        h.update(col.tobytes())
+    h.update("\0".join(stamp.folders).encode("utf-8", "surrogateescape"))
+    for names in stamp.names:
+        h.update("\0".join(names).encode("utf-8", "surrogateescape") + b"\1")
+    o = stamp.outcome
+    h.update(f"{o.code_id} {o.files_id} {o.content_key} {stamp.key}".encode())
+    return str(h.hexdigest())
 
 
 def _old_rows(stamp: TreeStamp, k: int, start: int) -> dict[str, tuple[int, ...]]:
