@@ -108,9 +108,9 @@ def bench_first(ctx: Context) -> Section:
         remove(repo / ".git")
         sync()
         return {
-            "git init": timed(git("init", "-q"), cwd=repo, env=env),
-            "git add -A": timed(git("add", "-A"), cwd=repo, env=env),
-            "git commit": timed(git("commit", "-q", "-m", "first"), cwd=repo, env=env),
+            "git init": timed(_git("init", "-q"), cwd=repo, env=env),
+            "git add -A": timed(_git("add", "-A"), cwd=repo, env=env),
+            "git commit": timed(_git("commit", "-q", "-m", "first"), cwd=repo, env=env),
             "sync (git)": timed(SYNC),
         }
 
@@ -156,9 +156,9 @@ def bench_change(ctx: Context) -> Section:
     _warm_up(ctx, base)
     wait_until_settled(last_write)
     log("scale-change: first snapshot and commit (untimed)")
-    run(git("init", "-q"), cwd=repo, env=env)
-    run(git("add", "-A"), cwd=repo, env=env)
-    run(git("commit", "-q", "-m", "first"), cwd=repo, env=env)
+    run(_git("init", "-q"), cwd=repo, env=env)
+    run(_git("add", "-A"), cwd=repo, env=env)
+    run(_git("commit", "-q", "-m", "first"), cwd=repo, env=env)
     run(["git", "status"], cwd=repo, env=env)  # refreshes the racily-clean index entries
     run(tools.datmo_cmd("init"), cwd=proj, env=env)
     started = time.perf_counter()
@@ -173,8 +173,8 @@ def bench_change(ctx: Context) -> Section:
     def git_step(msg: str) -> dict[str, float]:
         sync()
         return {
-            "git add -A": timed(git("add", "-A"), cwd=repo, env=env),
-            "git commit": timed(git("commit", "-q", "-m", msg), cwd=repo, env=env),
+            "git add -A": timed(_git("add", "-A"), cwd=repo, env=env),
+            "git commit": timed(_git("commit", "-q", "-m", msg), cwd=repo, env=env),
             "sync (git)": timed(SYNC),
         }
 
@@ -303,6 +303,12 @@ def bench_checkout(ctx: Context) -> Section:
     ]
     _done(ctx, base)
     return section
+
+
+def _git(*args: str) -> list[str]:
+    # No automatic gc: after a commit of 100,000 loose objects git starts one in the
+    # background, which would race the next repetition (and take a core from it).
+    return git("-c", "gc.auto=0", *args)
 
 
 def _scratch(ctx: Context, name: str) -> Path:
