@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/datmo-demo.XXXXXX")"
-trap 'rm -rf "$work" "$work-remote" "$work-clone" "$work.datmo"' EXIT
+trap 'rm -rf "$work" "$work-remote" "$work-clone" "$work.datmo" "$work-big"' EXIT
 cp -r "$here/quickstart/." "$work/"
 cd "$work"
 # Each command is shown as it must be typed (quoted where the shell needs it), then run.
@@ -30,6 +30,34 @@ show cat config.json stats.json
 show datmo snapshot checkout "${second:0:8}" --to "$work-old" model/weights.bin
 ls -l "$work-old/model"
 rm -rf "$work-old"
+
+# At scale: 20,000 source files and 200 small images (binary: stored as files, not
+# code). The first snapshot writes the code as one git pack; after an edit, only the
+# folder that changed is read and stored again.
+python3 - "$work-big" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(20000):
+    d = os.path.join(root, f"pkg{i // 1000}", f"mod{i // 100 % 10}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"m{i}.py"), "w") as f:
+        f.write(f"import os\nVALUE = {i}\n")
+os.makedirs(os.path.join(root, "images"))
+for i in range(200):
+    with open(os.path.join(root, "images", f"{i}.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n\0" + os.urandom(2048))
+PY
+timed() { local t0; t0=$(date +%s.%N); show "$@"; python3 -c "import sys; print(f'  ({float(sys.argv[2]) - float(sys.argv[1]):.2f} s)')" "$t0" "$(date +%s.%N)"; }
+(
+  cd "$work-big"
+  datmo init --name big >/dev/null
+  sleep 2  # datmo, like git, distrusts timestamps from the last moments
+  timed datmo snapshot create -m "20,000 files"
+  echo "VALUE = -1" >> pkg7/mod3/m7301.py
+  sleep 2
+  timed datmo snapshot create -m "one edit"
+  show datmo snapshot inspect "$(datmo snapshot ls --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"][:8])')"
+)
 
 # Runs: the same task twice with different config, in Docker when an engine answers and
 # the local base image is there (no registry is needed), otherwise as local processes.
@@ -104,6 +132,7 @@ else
   echo "(no Slurm here: 'bash scripts/slurm.sh start' as root starts a one-node cluster)"
 fi
 echo
-echo "demo finished: snapshots, a diff, a checkout round trip, runs with config, a rerun,"
+echo "demo finished: snapshots, a diff, a checkout round trip, a 20,000-file project,"
+echo "runs with config, a rerun,"
 echo "plots, the dashboard, a push to a folder remote and a rerun from a clone of it,"
 echo "sweeps (grid and Bayesian), the queue, and runs on Slurm"
