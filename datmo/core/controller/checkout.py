@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
+from datmo.core.storage import fsutil
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, makedirs
 from datmo.core.storage.project import ProjectContext
 from datmo.core.tree.state import CODE_LINK_MODE, Changes, TreeState, compare, load
@@ -158,15 +159,12 @@ def _finish(ctx: ProjectContext, target_id: str) -> None:
 
 def syncfs(path: Path) -> None:
     """Flush the filesystem holding path (Linux syncfs), not every disk as sync does."""
-    import ctypes
-
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
+        done = fsutil.syncfs(path)
+    except OSError:  # a write-back error: sync reports none, but flushes what it can
+        done = False
+    if not done:
+        os.sync()
 
 
 def _summary(changes: Changes) -> str:

@@ -170,6 +170,7 @@ def record(ctx: ProjectContext, snap: Snapshot) -> Snapshot:
         # No git parent: each snapshot's commit stands alone, so deleting a snapshot lets gc
         # free its code (the record's parent_id keeps the history).
         commit = store.git.commit(snap.code_id, snap.message)
+        store.git.sync()  # code on disk before the record that names it (not only the ref)
         snap = snap.evolve(code_commit=commit)
         store.write_entity(KIND, snap.to_dict())
         store.git.update_ref(REF_PREFIX + snap.id, commit)

@@ -66,6 +66,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def syncfs(path: Path | str) -> bool:
+    """Flush the whole filesystem holding path (Linux syncfs(2), which Python's os lacks):
+    one call in place of an fsync per file. False where there is no syncfs."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return False
+    fn = getattr(libc, "syncfs", None)
+    if fn is None:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fspath(path))
+    finally:
+        os.close(fd)
+    return True
+
+
 def atomic_write_bytes(
     path: Path,
     data: bytes,

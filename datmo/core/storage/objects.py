@@ -23,7 +23,7 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, mkstemp
+from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, mkstemp, syncfs
 from datmo.core.storage.hashing import (
     _copy_hashing,
     _hash_clone,
@@ -103,6 +103,7 @@ class ObjectStore:
         self.tmp = root / "tmp"
         self._reflinks: bool | None = None
         self._checked: set[str] = set()  # objects this process has placed, hash checked
+        self._batch: _Batch | None = None  # see batch()
 
     def path(self, digest: str) -> Path:
         # Digests come from records on disk; refuse anything that could escape root.
@@ -157,6 +158,8 @@ class ObjectStore:
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
         if self.has(digest):
+            if self._batch is not None:  # another process may have stored it unsynced
+                self._batch.files.append(os.fspath(self.path(digest)))
             return digest
         try:
             with self._temp() as (fd, tmp):
@@ -186,20 +189,60 @@ class ObjectStore:
             raise _write_error(e, f"writing to {self.root}") from e
         return size
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Store many objects with one durability pass instead of one per object.
+
+        Inside the block, objects (from any thread) are written and renamed into place
+        without an fsync each; leaving it makes them all durable at once: syncfs(2) on
+        the store's filesystem where Linux has it, else an fsync of each, then of the
+        folders they were renamed into. Nothing may name an object stored in the block
+        (a record, a ref, a cache entry) until the block has ended. A block left by an
+        error still flushes what it stored: an object already in place may be found by
+        the next capture. Nested blocks are one batch.
+        """
+        if self._batch is not None:
+            yield
+            return
+        batch = self._batch = _Batch()
+        try:
+            yield
+        except BaseException:
+            self._batch = None
+            with contextlib.suppress(OSError):  # the error that ended the block comes first
+                batch.flush(self.root)
+            raise
+        self._batch = None
+        try:
+            batch.flush(self.root)
+        except OSError as e:
+            raise _write_error(e, f"writing to {self.root}") from e
+
     def _commit(self, fd: int, tmp: str, digest: str, size: int) -> None:
         """fsync the temp and rename it into place, or drop it when already stored.
-        A stored copy of the wrong size is damaged, so the new one replaces it."""
+        A stored copy of the wrong size is damaged, so the new one replaces it.
+        In a batch the fsyncs wait for its end (batch())."""
         final = self.path(digest)
+        batch = self._batch
         with contextlib.suppress(FileNotFoundError):
             if os.lstat(final).st_size == size:
                 os.unlink(tmp)
+                if batch is not None:  # another process may have stored it unsynced
+                    batch.files.append(os.fspath(final))
                 return
-        os.fsync(fd)
+        if batch is None:
+            os.fsync(fd)
         os.fchmod(fd, 0o444)
         new_dir = not final.parent.is_dir()
         if new_dir:
             makedirs(final.parent, self.owner)
         os.replace(tmp, final)
+        if batch is not None:
+            batch.files.append(os.fspath(final))
+            batch.folders.add(os.fspath(final.parent))
+            if new_dir:
+                batch.folders.add(os.fspath(self.root))
+            return
         fsync_dir(final.parent)
         if new_dir:
             fsync_dir(self.root)
@@ -358,6 +401,31 @@ class ObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 if e.stat(follow_symlinks=False).st_mtime < limit:
                     os.unlink(e.path)
+
+
+class _Batch:
+    """What a batch stored: objects (appended from any thread; list.append is atomic)
+    and the folders their names went into."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.folders: set[str] = set()
+
+    def flush(self, root: Path) -> None:
+        if not self.files:
+            return
+        # syncfs writes every dirty page and inode of the filesystem, names included:
+        # with it, an fsync of each folder would add nothing but a disk flush each.
+        if root.is_dir() and syncfs(root):
+            return
+        for path in self.files:
+            fd = os.open(path, _OPEN_RO)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for folder in sorted(self.folders, key=len, reverse=True):  # objects/ab before objects/
+            fsync_dir(Path(folder))
 
 
 def _copy_plain(src: int, dst: int) -> None:

@@ -149,7 +149,8 @@ def _capture(
     if not store.objects.reflinks_supported():
         extra_bytes = sum(_tree_size(src) for src, _ in extras)
         store.objects.check_space(bytes_to_store(store, result, cache) + extra_bytes)
-    state = describe(store, result, cache, capture=True, root=tree)
+    with store.objects.batch():  # one durability pass; nothing names the objects before it
+        state = describe(store, result, cache, capture=True, root=tree)
     if tree == ctx.root:
         cache.prune(e.path for e in result.entries)
         cache.save()
