@@ -23,13 +23,15 @@ from pathlib import Path
 
 from blake3 import blake3
 
-from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, mkstemp, syncfs
+from datmo.core.storage.batch import Batch
+from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, mkstemp
 from datmo.core.storage.hashing import (
     _copy_hashing,
     _hash_clone,
     _hash_fd,
     _reraise,
     _write_all,
+    copy_plain,
     hash_bytes,
     reflink,
 )
@@ -103,7 +105,7 @@ class ObjectStore:
         self.tmp = root / "tmp"
         self._reflinks: bool | None = None
         self._checked: set[str] = set()  # objects this process has placed, hash checked
-        self._batch: _Batch | None = None  # see batch()
+        self._batch: Batch | None = None  # see batch()
 
     def path(self, digest: str) -> Path:
         # Digests come from records on disk; refuse anything that could escape root.
@@ -191,20 +193,14 @@ class ObjectStore:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Store many objects with one durability pass instead of one per object.
-
-        Inside the block, objects (from any thread) are written and renamed into place
-        without an fsync each; leaving it makes them all durable at once: syncfs(2) on
-        the store's filesystem where Linux has it, else an fsync of each, then of the
-        folders they were renamed into. Nothing may name an object stored in the block
-        (a record, a ref, a cache entry) until the block has ended. A block left by an
-        error still flushes what it stored: an object already in place may be found by
-        the next capture. Nested blocks are one batch.
-        """
+        """Store many objects with one durability pass (batch.py) at the end of the block,
+        not an fsync per object. Nothing may name an object stored inside (a record, a
+        ref, a cache entry) before the block has ended; one left by an error still
+        flushes what it stored. Works from any thread; nested blocks are one batch."""
         if self._batch is not None:
             yield
             return
-        batch = self._batch = _Batch()
+        batch = self._batch = Batch()
         try:
             yield
         except BaseException:
@@ -348,7 +344,7 @@ class ObjectStore:
                     raise _object_error(digest)
                 self._checked.add(digest)
             elif not cloned:
-                _copy_plain(sfd, fd)
+                copy_plain(sfd, fd)
             os.fchmod(fd, mode & 0o7777)
         except BaseException as e:
             with contextlib.suppress(OSError):
@@ -401,43 +397,3 @@ class ObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 if e.stat(follow_symlinks=False).st_mtime < limit:
                     os.unlink(e.path)
-
-
-class _Batch:
-    """What a batch stored: objects (appended from any thread; list.append is atomic)
-    and the folders their names went into."""
-
-    def __init__(self) -> None:
-        self.files: list[str] = []
-        self.folders: set[str] = set()
-
-    def flush(self, root: Path) -> None:
-        if not self.files:
-            return
-        # syncfs writes every dirty page and inode of the filesystem, names included:
-        # with it, an fsync of each folder would add nothing but a disk flush each.
-        if root.is_dir() and syncfs(root):
-            return
-        for path in self.files:
-            fd = os.open(path, _OPEN_RO)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        for folder in sorted(self.folders, key=len, reverse=True):  # objects/ab before objects/
-            fsync_dir(Path(folder))
-
-
-def _copy_plain(src: int, dst: int) -> None:
-    """src into dst, page to page in the kernel where it can (copy_file_range)."""
-    while True:
-        try:
-            n = os.copy_file_range(src, dst, 1 << 30)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                raise
-            while chunk := os.read(src, 1 << 20):
-                _write_all(dst, memoryview(chunk), _reraise)
-            return
-        if n == 0:
-            return
