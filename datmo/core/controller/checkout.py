@@ -19,7 +19,7 @@ from datmo.core.entity.snapshot import Snapshot
 from datmo.core.storage import fsutil
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, makedirs
 from datmo.core.storage.project import ProjectContext
-from datmo.core.tree.state import CODE_LINK_MODE, Changes, TreeState, compare, load
+from datmo.core.tree.state import CODE_LINK_MODE, Changes, TreeState, compare, load, same_content
 from datmo.errors import CorruptStore, DatmoError, NotFound, UnsavedChanges
 
 JOURNAL = "journal/checkout.json"
@@ -52,7 +52,8 @@ def unsaved_changes(ctx: ProjectContext) -> Unsaved:
     if cur is not None and unchanged_since(ctx, cur.code_id, cur.files_id):
         return Unsaved(cur, base, base, Changes([], [], []))  # the tree stamp proves it
     work = working_state(ctx)
-    return Unsaved(cur, base, work, compare(base.signatures(), work.signatures()))
+    changes = compare(base.signatures(), work.signatures(), same_content(ctx.store))
+    return Unsaved(cur, base, work, changes)
 
 
 def state_of(ctx: ProjectContext, snap: Snapshot | None) -> TreeState:
