@@ -6,8 +6,9 @@ repository, or a file, for the object store (issue 17: a data set of small JPEGs
 does not belong in git). A large file is copied into the object store, hashing as
 it goes. Both release the GIL for most of their time (reads, writes, blake3 and
 sha1 on whole buffers), so a few threads keep both cores busy on a tree of many
-small files; results come back in the order of the jobs, with a bounded number in
-flight, so memory stays at a few files per thread.
+small files in principle; results come back in the order of the jobs, with a bounded
+number in flight, so memory stays at a few files per thread. Measured, they do not
+help here yet (MAX_WORKERS below).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ if TYPE_CHECKING:
 
 SNIFF = 8000  # git's buffer_is_binary() looks this far for a NUL
 PARALLEL_MIN = 32  # fewer reads than this: no threads (starting a pool costs ~1 ms)
-MAX_WORKERS = 4
+# One thread: on the benchmark VM (ext4, 2 cores) 2 or 4 threads made a first snapshot
+# of 20,000 x 50 kB files slower, not faster (9.0 -> 14.8 s, 9.1 -> 13.8 s, 6.4 -> 8.5
+# s with 2): the time is the kernel's, creating files in one temp folder and renaming
+# them out of it, which threads only contend on (issue 17).
+MAX_WORKERS = 1
 WINDOW = 8  # jobs in flight per worker
 CODE, FILE = "code", "file"
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -133,7 +138,7 @@ def read_all(
     fn: Callable[[Any], Read], jobs: Sequence[Any], threads: int | None = None
 ) -> Iterator[Read]:
     """fn over jobs, in their order: on `threads` threads (default: one per core, up to
-    four) when there are enough jobs, with at most WINDOW per thread in flight."""
+    MAX_WORKERS) when there are enough jobs, with at most WINDOW per thread in flight."""
     n = workers() if threads is None else threads
     if n <= 1 or len(jobs) < PARALLEL_MIN:
         yield from map(fn, jobs)
