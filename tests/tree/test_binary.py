@@ -123,6 +123,10 @@ def test_a_snapshot_from_before_moves_to_files_without_a_change_of_content(
     assert exported(cli, new, tmp_path / "new") == want
     assert cli("snapshot", "checkout", old).exit_code == 0  # no unsaved changes
     assert cli("fsck").exit_code == 0
+    assert cli("snapshot", "delete", new).exit_code == 0
+    assert cli("gc").exit_code == 0  # frees the objects only the new snapshot held
+    assert cli("fsck").exit_code == 0
+    assert exported(cli, old, tmp_path / "after-gc") == want
 
 
 def test_a_changed_file_that_moved_is_one_change_where_it_is_now(
@@ -135,3 +139,27 @@ def test_a_changed_file_that_moved_is_one_change_where_it_is_now(
     doc = json.loads(cli("snapshot", "diff", old, new, "--format", "json").stdout)
     assert doc["code"] == {"added": [], "removed": [], "changed": []}
     assert doc["files"] == {"added": [], "removed": [], "changed": ["a.dat"]}
+
+
+def test_snapshots_from_before_and_after_travel_in_a_bundle(
+    project: Path, cli: Any, tree: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree(project, {"a.py": "x = 1\n", "img/cat.jpg": JPEG})
+    with monkeypatch.context() as m:
+        m.setattr(reading, "is_binary", lambda data: False)
+        old = create(cli, "-m", "before")
+    (project / "img" / "dog.jpg").write_bytes(JPEG[::-1])
+    new = create(cli, "-m", "after")
+    bundle = tmp_path / "all.datmo"
+    assert cli("bundle", "create", str(bundle), "--all").exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    cloned = cli("clone", str(bundle), "fresh")
+    assert cloned.exit_code == 0, cloned.output
+    monkeypatch.chdir(tmp_path / "fresh")
+    assert cli("fsck").exit_code == 0
+    assert exported(cli, old, tmp_path / "o") == {"a.py": b"x = 1\n", "img/cat.jpg": JPEG}
+    assert exported(cli, new, tmp_path / "n") == {
+        "a.py": b"x = 1\n",
+        "img/cat.jpg": JPEG,
+        "img/dog.jpg": JPEG[::-1],
+    }
