@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def temp_file(folder: Path, prefix: str, owner: Owner | None) -> Iterator[tuple[int, str]]:
+    """A new temp file (fd, path); closes fd, and removes the file if the block fails."""
+    fd, tmp = mkstemp(folder, prefix=prefix)
+    try:
+        try:
+            chown(tmp, owner)
+            yield fd, tmp
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def syncfs(path: Path | str) -> bool:
