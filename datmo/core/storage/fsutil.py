@@ -68,7 +68,7 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def temp_file(folder: Path, prefix: str, owner: Owner | None) -> Iterator[tuple[int, str]]:
+def temp_file(folder: Path | str, prefix: str, owner: Owner | None) -> Iterator[tuple[int, str]]:
     """A new temp file (fd, path); closes fd, and removes the file if the block fails."""
     fd, tmp = mkstemp(folder, prefix=prefix)
     try:

@@ -282,14 +282,16 @@ class ObjectStore:
     ) -> None:
         """Write the object to dest atomically, checking its hash on the way."""
         try:
-            sfd = os.open(self.path(digest), _OPEN_RO)
+            sfd = os.open(self._where(digest), _OPEN_RO)
         except OSError as e:
             raise _object_error(digest, e) from e
         on_read = functools.partial(_object_error, digest)
         on_write = functools.partial(_write_error, doing=f"restoring {dest}")
+        folder = os.path.dirname(dest)  # str, not Path: this runs once per restored file
         try:
-            makedirs(dest.parent, owner)
-            with temp_file(dest.parent, ".datmo-restore-", owner) as (fd, tmp):
+            if not os.path.isdir(folder):
+                makedirs(Path(folder), owner)
+            with temp_file(folder, ".datmo-restore-", owner) as (fd, tmp):
                 # a clone is hashed in place; a copy is hashed as it is written
                 src, dst = (fd, None) if reflink(sfd, fd) else (sfd, fd)
                 got, _ = _copy_hashing(src, dst, on_read, on_write, os.fstat(sfd).st_size)
@@ -312,7 +314,7 @@ class ObjectStore:
         object, so a worker that fills a hundred working copies reads a dataset once.
         """
         try:
-            sfd = os.open(self.path(digest), _OPEN_RO)
+            sfd = os.open(self._where(digest), _OPEN_RO)
         except OSError as e:
             raise _object_error(digest, e) from e
         # read and write: a clone is hashed through its own descriptor
