@@ -16,9 +16,10 @@ from typing import Any, NoReturn
 
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.entity.snapshot import Snapshot
+from datmo.core.storage import fsutil
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, makedirs
 from datmo.core.storage.project import ProjectContext
-from datmo.core.tree.state import CODE_LINK_MODE, Changes, TreeState, compare, load
+from datmo.core.tree.state import CODE_LINK_MODE, Changes, TreeState, compare, load, same_content
 from datmo.errors import CorruptStore, DatmoError, NotFound, UnsavedChanges
 
 JOURNAL = "journal/checkout.json"
@@ -51,7 +52,8 @@ def unsaved_changes(ctx: ProjectContext) -> Unsaved:
     if cur is not None and unchanged_since(ctx, cur.code_id, cur.files_id):
         return Unsaved(cur, base, base, Changes([], [], []))  # the tree stamp proves it
     work = working_state(ctx)
-    return Unsaved(cur, base, work, compare(base.signatures(), work.signatures()))
+    changes = compare(base.signatures(), work.signatures(), same_content(ctx.store))
+    return Unsaved(cur, base, work, changes)
 
 
 def state_of(ctx: ProjectContext, snap: Snapshot | None) -> TreeState:
@@ -158,15 +160,12 @@ def _finish(ctx: ProjectContext, target_id: str) -> None:
 
 def syncfs(path: Path) -> None:
     """Flush the filesystem holding path (Linux syncfs), not every disk as sync does."""
-    import ctypes
-
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
+        done = fsutil.syncfs(path)
+    except OSError:  # a write-back error: sync reports none, but flushes what it can
+        done = False
+    if not done:
+        os.sync()
 
 
 def _summary(changes: Changes) -> str:

@@ -9,7 +9,7 @@ from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import state_of
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.storage.project import ProjectContext
-from datmo.core.tree.state import Changes, TreeState, compare
+from datmo.core.tree.state import Changes, TreeState, compare, same_content, split_changes
 
 Pair = tuple[Any, Any]
 
@@ -41,23 +41,21 @@ def _values(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Pair]:
     return {k: (a.get(k), b.get(k)) for k in keys if a.get(k, ...) != b.get(k, ...)}
 
 
-def _split(state: TreeState) -> tuple[dict[str, Any], dict[str, Any]]:
-    sigs = state.signatures()
-    code = {p: s for p, s in sigs.items() if p in state.code}
-    files = {p: s for p, s in sigs.items() if p not in state.code}
-    files.update((f"[extra] {p}", ("extra", d)) for p, (d, _, _) in state.extra.items())
-    return code, files
+def _extras(state: TreeState) -> dict[str, Any]:
+    return {f"[extra] {p}": ("extra", d) for p, (d, _, _) in state.extra.items()}
 
 
 def diff(ctx: ProjectContext, first: str, second: str) -> SnapshotDiff:
     a, b = snapshots.get(ctx, first), snapshots.get(ctx, second)
-    code_a, files_a = _split(state_of(ctx, a))
-    code_b, files_b = _split(state_of(ctx, b))
+    state_a, state_b = state_of(ctx, a), state_of(ctx, b)
     env = None
     if (a.environment_id, a.requirements_id) != (b.environment_id, b.requirements_id):
         env = (a.environment_id, b.environment_id)
-    code, files = compare(code_a, code_b), compare(files_a, files_b)
-    _moved(code, files)
+    # A file that only moved between code and files (issue 17) is no change of content.
+    code, files = split_changes(state_a, state_b, same_content(ctx.store))
+    extra = compare(_extras(state_a), _extras(state_b))
+    for name in ("added", "removed", "changed"):
+        setattr(files, name, sorted([*getattr(files, name), *getattr(extra, name)]))
     return SnapshotDiff(
         first=a,
         second=b,
@@ -79,14 +77,3 @@ def code_diff(ctx: ProjectContext, first: str, second: str) -> str:
         "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", a.code_id, b.code_id
     )
     return proc.stdout.decode("utf-8", "replace")
-
-
-def _moved(code: Changes, files: Changes) -> None:
-    """A file that crossed the size threshold between code and files is one changed
-    file, listed where it is now, not one added and one removed."""
-    for now, was in ((code, files), (files, code)):
-        crossed = set(now.added) & set(was.removed)
-        if crossed:
-            now.added = [p for p in now.added if p not in crossed]
-            was.removed = [p for p in was.removed if p not in crossed]
-            now.changed = sorted([*now.changed, *crossed])

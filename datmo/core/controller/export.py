@@ -77,12 +77,15 @@ def write_state(
     check_paths(state)
     makedirs(target, owner)
     real_target = os.path.realpath(target)
+    ready: set[Path] = set()  # folders made and checked: once each, not once per file
     for path in paths:
         kind = kinds[path]
         out = target / _safe_rel(path)
-        makedirs(out.parent, owner)
-        if not os.path.realpath(out.parent).startswith(real_target):
-            raise DatmoError(f"refusing to write '{path}': a folder on its way is a symlink")
+        if out.parent not in ready:
+            makedirs(out.parent, owner)
+            if not os.path.realpath(out.parent).startswith(real_target):
+                raise DatmoError(f"refusing to write '{path}': a folder on its way is a symlink")
+            ready.add(out.parent)
         if kind == "code":
             mode, sha = state.code[path]
             _, data = ctx.store.git.read_object(sha)

@@ -156,20 +156,12 @@ def _changed_keys(then: dict[str, Any], path: Path) -> dict[str, list[Any]]:
 
 def status(ctx: ProjectContext) -> Status:
     from datmo.core.controller.checkout import unsaved_changes
-    from datmo.core.tree.state import compare
+    from datmo.core.tree.state import same_content, split_changes
 
     u = unsaved_changes(ctx)
     if not u.changes:
         return Status(ctx.info, u.current, u.changes, u.changes, False, False)
-    base, work = u.base.signatures(), u.work.signatures()
-    code = compare(
-        {p: s for p, s in base.items() if p in u.base.code},
-        {p: s for p, s in work.items() if p in u.work.code},
-    )
-    files = compare(
-        {p: s for p, s in base.items() if p not in u.base.code},
-        {p: s for p, s in work.items() if p not in u.work.code},
-    )
+    code, files = split_changes(u.base, u.work, same_content(ctx.store))
     touched = set(code.added + code.removed + code.changed + files.added)
     touched |= set(files.removed + files.changed)
     config_changed, metrics_changed = "config.json" in touched, "stats.json" in touched

@@ -19,7 +19,7 @@ from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import state_of
 from datmo.core.entity.run import Run
 from datmo.core.storage.project import ProjectContext
-from datmo.core.tree.state import TreeState, compare
+from datmo.core.tree.state import TreeState, compare, same_content
 from datmo.errors import DatmoError
 
 
@@ -73,7 +73,8 @@ def verify(
     before = state_of(ctx, snapshots.get(ctx, a.before_snapshot_id))
     old = state_of(ctx, snapshots.get(ctx, a.after_snapshot_id))
     new = state_of(ctx, snapshots.get(ctx, b.after_snapshot_id))
-    made = compare(before.signatures(), old.signatures())
+    same = same_content(ctx.store)  # code then, a file now: the same bytes are the same
+    made = compare(before.signatures(), old.signatures(), same)
     report = Report()
     sig_old, sig_new = old.signatures(), new.signatures()
     for path in sorted({*made.added, *made.changed, *made.removed}):
@@ -87,7 +88,7 @@ def verify(
                 "name": path,
                 "original": _describe(ctx, old, path),
                 "rerun": _describe(ctx, new, path),
-                "same": x == y,
+                "same": x == y or (x is not None and y is not None and same(x, y)),
             }
         )
     for key in sorted(a.metrics.keys() | b.metrics.keys()):

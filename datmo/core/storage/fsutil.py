@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,44 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def temp_file(folder: Path | str, prefix: str, owner: Owner | None) -> Iterator[tuple[int, str]]:
+    """A new temp file (fd, path); closes fd, and removes the file if the block fails."""
+    fd, tmp = mkstemp(folder, prefix=prefix)
+    try:
+        try:
+            chown(tmp, owner)
+            yield fd, tmp
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def syncfs(path: Path | str) -> bool:
+    """Flush the whole filesystem holding path (Linux syncfs(2), which Python's os lacks):
+    one call in place of an fsync per file. False where there is no syncfs."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return False
+    fn = getattr(libc, "syncfs", None)
+    if fn is None:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fspath(path))
+    finally:
+        os.close(fd)
+    return True
 
 
 def atomic_write_bytes(

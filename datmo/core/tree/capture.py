@@ -219,6 +219,7 @@ def _capture(
     from datmo.core.storage.statcache import StatCache
     from datmo.core.tree.scan import scan
     from datmo.core.tree.state import bytes_to_store, describe
+    from datmo.core.util.progress import Progress
 
     store = ctx.store
     started = time.time_ns()  # before any rules file is read: see stamp.py
@@ -228,8 +229,10 @@ def _capture(
     if not store.objects.reflinks_supported():
         extra_bytes = sum(_tree_size(src) for src, _ in extras)
         store.objects.check_space(bytes_to_store(store, result, cache) + extra_bytes)
+    progress = Progress.to_stderr("Storing")
     try:
-        state = describe(store, result, cache, capture=True, root=tree)
+        with store.objects.batch():  # one durability pass; nothing names the objects before it
+            state = describe(store, result, cache, capture=True, root=tree, progress=progress)
         trees: dict[str, str] = {}
         code_id = store.git.write_tree(state.code, trees)
         # Durable before anything names them: the stat cache, the stamp, the record.

@@ -132,13 +132,21 @@ class Known:
         self.ids = ids  # path -> (algo, digest, lstat fields)
 
     def finder(self, algo: str) -> Any:
+        # A stored file's digest is a blake3 whether it was stored for its size, for being
+        # gitignored or for being binary (the stat cache's "blake3" and "binary" tables).
+        kind = "sha1" if algo == "sha1" else "blake3"
+
         def find(path: str, st: os.stat_result) -> str | None:
             known = self.ids.get(path)
-            if known is None or known[0] != algo or known[2] != _sig(st):
+            if known is None or known[0] != kind or known[2] != _sig(st):
                 return None
             return known[1]
 
         return find
+
+    def lookup(self, path: str, st: os.stat_result, algo: str) -> str | None:
+        found: str | None = self.finder(algo)(path, st)
+        return found
 
     def record(self, *args: Any) -> None:
         pass  # the full capture's stat cache is left as it is: it only misses more
