@@ -173,3 +173,18 @@ def test_a_last_capture_saved_with_another_stamp_is_never_used(
     after = capture.capture_tree(open_project(captured), [])
     assert calls == {"incremental": 0, "declined": 1}, "a record of another capture was used"
     assert _full(after) == _full(_oracle(captured))
+
+
+def test_a_last_capture_of_another_shape_is_not_loaded(tmp_path: Path) -> None:
+    from datmo.core.storage import cachefile
+
+    path = tmp_path / "lastcapture"
+    good = update.LastCapture("c", "f", [dict.fromkeys(update._PART_KEYS)], [])
+    good.save(path, None)
+    assert update.LastCapture.load(path) is not None
+    cachefile.write(
+        path, update._MAGIC, update.FORMAT_VERSION, ("c", "f", [{"code": []}], [], ""), None
+    )
+    assert update.LastCapture.load(path) is None  # a part without its keys
+    cachefile.write(path, update._MAGIC, update.FORMAT_VERSION, ("c", "f"), None)
+    assert update.LastCapture.load(path) is None

@@ -301,6 +301,11 @@ class TreeStamp:
             return None
 
 
+def row(st: os.stat_result) -> tuple[int, ...]:
+    """A captured file's row as the stamp keeps it: mode, size, mtime, ctime, inode."""
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino & _INO)
+
+
 def _rows(listed: list[str], dirs: list[str], entries: list[Entry]) -> tuple[array[int], ...]:
     """A folder's rows: each name's lstat, or a mark for a name not captured itself."""
     flat: list[os.stat_result | _Mark]

@@ -32,7 +32,7 @@ from datmo.core.storage import cachefile
 from datmo.core.storage.project import ProjectContext
 from datmo.core.tree import envinfo
 from datmo.core.tree.scan import DATMOIGNORE, Entry, Listed, ScanResult, rescan_folder
-from datmo.core.tree.stamp import TreeStamp
+from datmo.core.tree.stamp import TreeStamp, row
 from datmo.core.tree.state import TreeState, describe
 
 _MAGIC = b"DATMOLC\n"
@@ -44,6 +44,7 @@ MAX_CHANGED_SHARE = 0.25
 # links [(name, target)], imports (of its .py files), bytes (sum of entry sizes),
 # py [.py names directly in it], tree (its code subtree's id, "" when none).
 Part = dict[str, Any]
+_PART_KEYS = {"code", "files", "links", "imports", "bytes", "py", "tree"}
 
 
 class LastCapture:
@@ -83,11 +84,16 @@ class LastCapture:
         data = cachefile.read(path, _MAGIC, FORMAT_VERSION)
         try:
             code_id, files_id, parts, skipped, digest = data
-            last = cls(code_id, files_id, parts, skipped)
-            last.stamp = digest
-            return last
         except (TypeError, ValueError):
             return None  # missing, damaged, or written by another version
+        # The crc in cachefile catches damage; this, a record of another shape.
+        if not isinstance(parts, list) or not all(
+            isinstance(p, dict) and p.keys() >= _PART_KEYS for p in parts
+        ):
+            return None
+        last = cls(code_id, files_id, parts, skipped)
+        last.stamp = digest
+        return last
 
 
 def _part(
@@ -138,7 +144,7 @@ class Known:
 
         def find(path: str, st: os.stat_result) -> str | None:
             known = self.ids.get(path)
-            if known is None or known[0] != kind or known[2] != _sig(st):
+            if known is None or known[0] != kind or known[2] != row(st):
                 return None
             return known[1]
 
@@ -150,10 +156,6 @@ class Known:
 
     def record(self, *args: Any) -> None:
         pass  # the full capture's stat cache is left as it is: it only misses more
-
-
-def _sig(st: Any) -> tuple[int, ...]:
-    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino & ((1 << 63) - 1))
 
 
 class Update:
@@ -262,7 +264,7 @@ def _row_now(root: Path, rel: str, name: str) -> tuple[int, ...] | None:
         st = os.lstat(os.path.join(root, rel, name))
     except FileNotFoundError:
         return None
-    return _sig(st)
+    return row(st)
 
 
 def _redo(
