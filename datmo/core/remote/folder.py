@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -25,9 +24,10 @@ from datmo.core.remote.layout import (
     Item,
     Progress,
     RemoteError,
-    check_meta,
+    meta_bytes,
     object_key,
     parallel,
+    parse_meta,
     parse_object_key,
 )
 from datmo.core.storage.fsutil import fsync_dir, mkstemp
@@ -65,10 +65,7 @@ class FolderTransport:
             return None
         except OSError as e:
             raise self._err(e, f"reading {META}") from None
-        try:
-            return check_meta(json.loads(raw), self.label)
-        except ValueError:
-            raise DamagedRemote(f"{META} on {self.label} is damaged") from None
+        return parse_meta(raw, self.label)
 
     def create(self, meta: dict[str, Any]) -> dict[str, Any]:
         found = self.read_meta()
@@ -90,7 +87,7 @@ class FolderTransport:
             gitcode.init_bare(self.root / "git")
             fd, tmp = mkstemp(self.root / "tmp", prefix="meta-")
             with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
+                f.write(meta_bytes(meta))
                 f.flush()
                 os.fsync(f.fileno())
             try:

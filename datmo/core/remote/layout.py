@@ -137,7 +137,17 @@ def meta_doc(project_id: str, name: str) -> dict[str, Any]:
     return {"format": FORMAT, "project_id": project_id, "project_name": name}
 
 
-def check_meta(doc: Any, where: str) -> dict[str, Any]:
+def meta_bytes(meta: dict[str, Any]) -> bytes:
+    """A remote's META file as every transport writes it."""
+    return json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def parse_meta(raw: bytes, where: str) -> dict[str, Any]:
+    """A remote's META file, checked: DamagedRemote or a newer format is one error."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise DamagedRemote(f"{META} on {where} is damaged") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("project_id"), str):
         raise DamagedRemote(f"{META} on {where} is damaged; it should name the project it holds")
     if doc.get("format") != FORMAT:

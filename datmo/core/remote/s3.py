@@ -10,7 +10,6 @@ bundles, stored among the objects and named by the snapshot records that need th
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,9 +23,10 @@ from datmo.core.remote.layout import (
     Item,
     Progress,
     RemoteError,
-    check_meta,
+    meta_bytes,
     object_key,
     parallel,
+    parse_meta,
     parse_object_key,
     parse_record_key,
 )
@@ -118,10 +118,7 @@ class S3Transport:
         raw = self._get(META, "reading the remote")
         if raw is None:
             return None
-        try:
-            return check_meta(json.loads(raw), self.label)
-        except ValueError:
-            raise DamagedRemote(f"{META} on {self.label} is damaged") from None
+        return parse_meta(raw, self.label)
 
     def create(self, meta: dict[str, Any]) -> dict[str, Any]:
         found = self.read_meta()
@@ -135,7 +132,7 @@ class S3Transport:
             raise RemoteError(
                 f"{self.label} is not empty and holds no datmo remote; give an empty prefix"
             )
-        self._put(META, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n", "making it")
+        self._put(META, meta_bytes(meta), "making it")
         made = self.read_meta()
         assert made is not None
         return made

@@ -14,7 +14,6 @@ BatchMode (never a password prompt) and never weakens host-key checking.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shlex
 import subprocess
@@ -34,8 +33,9 @@ from datmo.core.remote.layout import (
     Item,
     Progress,
     RemoteError,
-    check_meta,
+    meta_bytes,
     object_key,
+    parse_meta,
     parse_object_key,
     parse_record_key,
 )
@@ -132,10 +132,10 @@ class SshTransport:
             raise self._fail(proc.returncode, proc.stderr, doing)
         return proc.stdout
 
-    def _stream_out(self, script: str, names: list[str]) -> subprocess.Popen[bytes]:
-        """Start a script whose stdout is a tar stream; names go to its stdin meanwhile."""
+    def _popen(self, script: str) -> subprocess.Popen[bytes]:
+        """A script on the host with all three streams piped to us."""
         try:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 self._argv(script),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -143,6 +143,10 @@ class SshTransport:
             )
         except OSError as e:
             raise RemoteError(f"cannot run ssh: {e.strerror or e}") from None
+
+    def _stream_out(self, script: str, names: list[str]) -> subprocess.Popen[bytes]:
+        """Start a script whose stdout is a tar stream; names go to its stdin meanwhile."""
+        proc = self._popen(script)
         assert proc.stdin is not None
         text = "".join(f"{n}\n" for n in names).encode()
 
@@ -167,10 +171,7 @@ class SshTransport:
         out = self._run(f'cat "$R/{META}" 2>/dev/null || echo @none', "reading the remote")
         if out.strip() == b"@none":
             return None
-        try:
-            return check_meta(json.loads(out), self.label)
-        except ValueError:
-            raise DamagedRemote(f"{META} on {self.label} is damaged") from None
+        return parse_meta(out, self.label)
 
     def create(self, meta: dict[str, Any]) -> dict[str, Any]:
         config = "\n".join(
@@ -178,7 +179,7 @@ class SshTransport:
             for k, v in gitcode.BARE_CONFIG.items()
         )
         script = _CREATE.format(config=config, sync=_SYNC)
-        data = json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n"
+        data = meta_bytes(meta)
         out = self._run(script, "making the remote", data).strip()
         if out == b"@notempty":
             raise RemoteError(
@@ -186,10 +187,7 @@ class SshTransport:
             )
         if out == b"@nogit":
             raise RemoteError(f"{self.label}: git is not installed on the host; install it there")
-        try:
-            return check_meta(json.loads(out), self.label)
-        except ValueError:
-            raise DamagedRemote(f"{META} on {self.label} is damaged") from None
+        return parse_meta(out, self.label)
 
     def record_ids(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {k: set() for k in KINDS}
@@ -228,15 +226,7 @@ class SshTransport:
         self, objects: list[Item], records: list[tuple[str, bytes]], progress: Progress
     ) -> None:
         script = _RECEIVE.format(sync=_SYNC, kinds=" ".join(KINDS))
-        try:
-            proc = subprocess.Popen(
-                self._argv(script),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except OSError as e:
-            raise RemoteError(f"cannot run ssh: {e.strerror or e}") from None
+        proc = self._popen(script)
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         err_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
