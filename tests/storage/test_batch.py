@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from datmo.core.storage import batch as objects  # where the batch's syncfs is looked up
+from datmo.core.storage import fsutil as objects  # where the batch's syncfs is looked up
 from datmo.core.storage.objects import ObjectStore
 from datmo.core.storage.store import Store
 

@@ -233,7 +233,7 @@ def prepare(
                     f"run {other.id[:8]} is running in your working tree, so this run works "
                     f"in a copy of its own ({workcopy.relpath(run_id)})"
                 )
-    message = f"before run: {rc.command}"[:200]
+    message = staging.message_of(rc)
     if before_snapshot_id is None and isolated:
         # The tree as it is, with the run's config file in the snapshot only: yours stays.
         base = base or staging.capture(ctx, message, progress)

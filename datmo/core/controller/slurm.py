@@ -31,6 +31,7 @@ from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import FAILED, LOST, QUEUED, RUNNING, STOPPED, Run
 from datmo.core.executor import slurm as client
 from datmo.core.storage import runs as records
+from datmo.core.storage.fsutil import deferred
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.spec import RunSpec
 from datmo.errors import DatmoError, UsageError
@@ -126,7 +127,7 @@ def submit(
         store.path(FOLDER, batch).mkdir(parents=True, exist_ok=True)
         job = client.submit(sub)
         jobs.append(job)
-        with store.lock():
+        with store.lock(), deferred():  # one flush for the chunk's records
             for i, run in enumerate(part):
                 now = records.read(store, run.id)  # its job may have started already
                 slurm = {

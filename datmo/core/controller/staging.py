@@ -10,8 +10,10 @@ file and rewriting only the code tree or file list that holds it: no second capt
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+from datmo.core.controller import runconfig
 from datmo.core.controller import snapshot as snapshots
 from datmo.core.controller.checkout import state_of
 from datmo.core.controller.runconfig import RunConfig
@@ -19,6 +21,7 @@ from datmo.core.controller.task import Progress
 from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.storage.project import ProjectContext
+from datmo.core.task.spec import RunSpec
 from datmo.core.tree import configfile
 
 
@@ -42,6 +45,16 @@ def left_out_note(skipped: list[Any]) -> str:
         f"not in the run's working copy (left out of snapshots): {shown}; "
         "pass inputs such as datasets with --data SRC>DEST"
     )
+
+
+def message_of(rc: RunConfig) -> str:
+    return f"before run: {rc.command}"[:200]
+
+
+def before_of(ctx: ProjectContext, spec: RunSpec, base: Snapshot) -> Snapshot:
+    """A queued run's before snapshot, derived from base as run.prepare would."""
+    rc = runconfig.prepare(spec, ctx.root, Path.cwd())
+    return before_snapshot(ctx, base, rc, message_of(rc))
 
 
 def before_snapshot(ctx: ProjectContext, base: Snapshot, rc: RunConfig, message: str) -> Snapshot:

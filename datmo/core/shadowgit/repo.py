@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING
 from datmo.core.shadowgit import format as gitformat
 from datmo.core.shadowgit.pack import PackWriter
 from datmo.core.shadowgit.refs import Refs, oserror
-from datmo.core.storage.fsutil import Owner, atomic_write_bytes, chown, fsync_dir, makedirs, mkstemp
+from datmo.core.storage.fsutil import (
+    Owner,
+    atomic_write_bytes,
+    chown,
+    fsync_dir,
+    makedirs,
+    mkstemp,
+    pending,
+)
 from datmo.errors import CorruptStore, DatmoError
 
 if TYPE_CHECKING:  # subprocess costs ~4 ms to import, and most commands never run git
@@ -191,11 +199,16 @@ class ShadowRepo(Refs):
             except OSError as e:
                 pack.abort()
                 raise oserror(e, f"a pack in {self._objects}") from e
-        pending, self._pending = self._pending, []
-        for path in pending:
+        written, self._pending = self._pending, []
+        folders = {p.parent for p in written} | ({self._objects} if written else set())
+        later = pending()
+        if later is not None:  # made durable at the end of the caller's deferred() block
+            later.add(map(os.fspath, written), map(os.fspath, folders))
+            return
+        for path in written:
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-        for folder in {p.parent for p in pending} | ({self._objects} if pending else set()):
+        for folder in folders:
             fsync_dir(folder)  # the new names, and objects/ for any new xx/ folder
 
     def _loose_path(self, sha: str) -> Path:

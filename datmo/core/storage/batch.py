@@ -10,34 +10,14 @@ too: another process may have put them there in a batch of its own, not yet sync
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from datmo.core.storage.fsutil import fsync_dir, syncfs
-
-_OPEN_RO = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+from datmo.core.storage.fsutil import Deferred, make_durable
 
 
-class Batch:
+class Batch(Deferred):
     """What a batch stored: objects (appended from any thread; list.append is atomic)
     and the folders their names went into."""
 
-    def __init__(self) -> None:
-        self.files: list[str] = []
-        self.folders: set[str] = set()
-
     def flush(self, root: Path) -> None:
-        if not self.files:
-            return
-        # syncfs writes every dirty page and inode of the filesystem, names included:
-        # with it, an fsync of each folder would add nothing but a disk flush each.
-        if root.is_dir() and syncfs(root):
-            return
-        for path in self.files:
-            fd = os.open(path, _OPEN_RO)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        for folder in sorted(self.folders, key=len, reverse=True):  # objects/ab before objects/
-            fsync_dir(Path(folder))
+        make_durable(self.files, {*self.folders, str(root)})

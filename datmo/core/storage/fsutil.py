@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def atomic_write_bytes(
 
     durable=False skips the fsyncs for caches that may be lost without harm.
     """
+    later = pending() if durable else None
+    if later is not None:
+        durable = False
     fd, tmp = mkstemp(path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -131,5 +135,75 @@ def atomic_write_bytes(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if durable:
+    if later is not None:
+        later.add([os.fspath(path)])
+    elif durable:
         fsync_dir(path.parent)
+
+
+def make_durable(files: Iterable[str], folders: Iterable[str]) -> None:
+    """Make files written without fsync durable, with the names they were given in
+    folders: one syncfs per filesystem they are on where Linux has it (it writes every
+    dirty page and inode, names included), else an fsync of each file, then folder."""
+    files = list(files)
+    folders = {*folders, *(os.path.dirname(f) for f in files)}
+    if not files:
+        return
+    one_per_device: dict[int, str] = {}
+    for d in sorted(folders, key=len, reverse=True):  # the top folder of each device wins
+        with contextlib.suppress(FileNotFoundError):
+            one_per_device[os.stat(d).st_dev] = d
+    if all(syncfs(d) for d in one_per_device.values()):
+        return
+    for path in files:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:  # removed since (a replaced record): nothing to keep
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in sorted(folders, key=len, reverse=True):  # a/b before a/
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(Path(folder))
+
+
+class Deferred:
+    """Files written in a deferred() block, made durable together at its end."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.folders: set[str] = set()
+
+    def add(self, files: Iterable[str], folders: Iterable[str] = ()) -> None:
+        self.files.extend(files)
+        self.folders.update(folders)
+
+
+_local = threading.local()
+
+
+def pending() -> Deferred | None:
+    """The deferred() block this thread is in, if any: writers that fsync by hand add
+    their files to it instead."""
+    return getattr(_local, "deferred", None)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Durable writes in this thread (atomic_write_bytes, the shadow repo's objects and
+    refs) skip their own fsyncs; at the block's end, even a failed one, all of them are
+    made durable at once (make_durable). What a record names must be durable before the
+    record is: write the two in consecutive blocks, not in one. An inner block joins the
+    outer one. A Ctrl-C or kill loses nothing here (the page cache survives the process);
+    only a machine crash inside the block can, and then no record of it was announced."""
+    if pending() is not None:
+        yield
+        return
+    later = _local.deferred = Deferred()
+    try:
+        yield
+    finally:
+        _local.deferred = None
+        make_durable(later.files, later.folders)

@@ -24,7 +24,8 @@ from pathlib import Path
 from blake3 import blake3
 
 from datmo.core.storage.batch import Batch
-from datmo.core.storage.fsutil import Owner, chown, fsync_dir, makedirs, temp_file
+from datmo.core.storage.fsutil import Deferred, Owner, chown, fsync_dir, makedirs, temp_file
+from datmo.core.storage.fsutil import pending as deferred_block
 from datmo.core.storage.hashing import (
     _copy_hashing,
     _hash_clone,
@@ -149,8 +150,9 @@ class ObjectStore:
     def put_bytes(self, data: bytes) -> str:
         digest = hash_bytes(data)
         if self.has(digest):
-            if self._batch is not None:  # another process may have stored it unsynced
-                self._batch.files.append(self._where(digest))
+            batch = self._later()
+            if batch is not None:  # another process may have stored it unsynced
+                batch.files.append(self._where(digest))
             return digest
         try:
             with self._temp() as (fd, tmp):
@@ -203,13 +205,17 @@ class ObjectStore:
         except OSError as e:
             raise _write_error(e, f"writing to {self.root}") from e
 
+    def _later(self) -> Deferred | None:
+        """Where an object's fsyncs wait: this store's batch, the thread's deferred block."""
+        return self._batch if self._batch is not None else deferred_block()
+
     def _commit(self, fd: int, tmp: str, digest: str, size: int) -> None:
         """fsync the temp and rename it into place, or drop it when already stored.
         A stored copy of the wrong size is damaged, so the new one replaces it.
         In a batch the fsyncs wait for its end (batch())."""
         final = self._where(digest)
         folder = os.path.dirname(final)
-        batch = self._batch
+        batch = self._later()
         with contextlib.suppress(FileNotFoundError):
             if os.lstat(final).st_size == size:
                 os.unlink(tmp)
