@@ -205,10 +205,12 @@ def prepare(
     base: Snapshot | None = None,
     sweep_id: str | None = None,
     point: int | None = None,
+    save: bool = True,
 ) -> Run:
     """Everything before the task: checks, config, image, before snapshot, working copy,
     the record. queued: stage it (QUEUED, no working copy yet) for a queue worker;
-    base: a capture of the tree to derive the before snapshot from (a sweep's)."""
+    base: a capture of the tree to derive the before snapshot from (a sweep's);
+    save=False: the caller writes the record (with others: records.save_many)."""
     from pathlib import Path
 
     from datmo.core.controller import runconfig, snapshot, staging, workcopy
@@ -285,7 +287,7 @@ def prepare(
         timings={"environment_s": round(t1 - t0, 4), "before_snapshot_s": round(t2 - t1, 4)},
     )
     records.make_data(ctx.store, run.id, rc.values)
-    return records.save(ctx.store, run)
+    return records.save(ctx.store, run) if save else run
 
 
 # -- stop and delete -----------------------------------------------------------------

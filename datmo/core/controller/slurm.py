@@ -128,6 +128,8 @@ def submit(
         job = client.submit(sub)
         jobs.append(job)
         with store.lock(), deferred():  # one flush for the chunk's records
+            when, described = utcnow(), _described(options)
+            submitted = []
             for i, run in enumerate(part):
                 now = records.read(store, run.id)  # its job may have started already
                 slurm = {
@@ -135,10 +137,11 @@ def submit(
                     "job": f"{job}_{i}",
                     "batch": batch,
                     "output": str(store.path(FOLDER, batch, f"{chunk}-{i}.out")),
-                    "options": _described(options),
-                    "submitted_at": utcnow(),
+                    "options": described,
+                    "submitted_at": when,
                 }
-                records.save(store, now.evolve(slurm=slurm))
+                submitted.append(now.evolve(slurm=slurm))
+            records.save_many(store, submitted)
     if progress and len(staged) > 1:
         shown = ", ".join(jobs)
         progress(f"submitted {len(staged)} runs to Slurm as job array {shown}")

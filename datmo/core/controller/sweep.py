@@ -24,6 +24,7 @@ from datmo.core.entity.base import new_id, utcnow
 from datmo.core.entity.run import LOST, QUEUED, STOPPED, SUCCESS, Run
 from datmo.core.entity.snapshot import Snapshot
 from datmo.core.entity.sweep import Sweep
+from datmo.core.storage import runs as records
 from datmo.core.storage.fsutil import deferred
 from datmo.core.storage.project import ProjectContext
 from datmo.core.task.spec import RunSpec
@@ -167,9 +168,11 @@ def stage(
                 before_snapshot_id=befores[i],
                 sweep_id=sweep.id,
                 point=i,
+                save=False,
             )
             for i, point in specs.items()
         ]
+        records.save_many(ctx.store, staged)
     if progress and which:
         progress(f"sweep {sweep.id[:8]}: {len(which)} run(s) staged")
     if sweep.executor == "slurm":
@@ -254,7 +257,6 @@ def ls(ctx: ProjectContext) -> list[Sweep]:
 def runs_of(ctx: ProjectContext, sweep: Sweep) -> list[Run | None]:
     """Each point's run as it stands now, the latest one where a point was staged again
     (None: never staged, or deleted)."""
-    from datmo.core.storage import runs as records
     from datmo.core.task.process import effective
 
     out: list[Run | None] = [None] * len(sweep.points)

@@ -124,13 +124,13 @@ class RunIndex:
             self._db, self._file = None, None
 
     # -- writes ---------------------------------------------------------------
-    def upsert(self, doc: dict[str, Any], fresh: bool = True) -> None:
-        """Call right after writing the record, under the project lock. fresh: whether
-        the index was up to date just before that write (else it is brought up to date)."""
+    def upsert(self, docs: Sequence[dict[str, Any]], fresh: bool = True) -> None:
+        """Call right after writing the records, under the project lock. fresh: whether
+        the index was up to date just before those writes (else it is brought up to date)."""
         if self.db is not None and self._new:  # a new index: filled first, then trusted
             self._new = False
             fresh = False
-        self._upsert_many([doc], self._mtime_of)
+        self._upsert_many(docs, self._mtime_of)
         if fresh:
             self._note_folder(by_writer=True)
         else:  # scanned under the writer's lock, its own write included: a writer's note

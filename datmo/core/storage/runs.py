@@ -61,18 +61,25 @@ def make_data(store: Store, run_id: str, config: dict[str, Any]) -> Path:
 
 def save(store: Store, run: Run) -> Run:
     """Write the record and its index row together, under the project lock."""
+    save_many(store, [run])
+    return run
+
+
+def save_many(store: Store, runs: list[Run]) -> None:
+    """Write records and their index rows (one transaction), under the project lock."""
     with store.lock(), deferred_interrupt():
-        doc = run.to_dict()
+        docs = [run.to_dict() for run in runs]
         if not store.index_writes:
-            store.write_entity(KIND, doc)
-            return run
+            for doc in docs:
+                store.write_entity(KIND, doc)
+            return
         idx = RunIndex.shared(store)
-        # Fresh before this write? Then the write's own note keeps it so; if another host
+        # Fresh before these writes? Then their own note keeps it so; if another host
         # (a Slurm node) wrote records meanwhile, they are read in as well.
         fresh = idx.is_fresh()
-        store.write_entity(KIND, doc)
-        idx.upsert(doc, fresh)
-    return run
+        for doc in docs:
+            store.write_entity(KIND, doc)
+        idx.upsert(docs, fresh)
 
 
 def update(store: Store, run_id: str, lock_timeout: float | None = None, **changes: Any) -> Run:
