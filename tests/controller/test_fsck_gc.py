@@ -423,3 +423,25 @@ def test_gc_frees_the_code_of_a_deleted_snapshot(
     report("gc of code", git_before=before, git_after=after, git_freed_reported=freed.git_bytes)
     assert before - after >= 300_000, (before, after, freed)
     assert snapshot_contents(project, second, tmp_path) == tree_contents(project)
+
+
+def test_gc_removes_a_pack_left_without_its_index(
+    project: Path, cli: Callable[..., Any], tree: Any, tmp_path: Path
+) -> None:
+    """A crash between a pack's rename and its index's (git's order: no index ever names
+    a missing pack) leaves a pack nothing can read; fsck is not troubled by it and gc
+    removes it (git's own repack does, under datmo's lock: no pack is being finished)."""
+    from datmo.core.controller import gc
+
+    tree(project, {f"src/m{i}.py": f"X = {i}\n" for i in range(150)})  # past the loose limit
+    snap = create(cli, "-m", "packed")
+    packs = project / DATMO / "git" / "objects" / "pack"
+    made = sorted(packs.glob("pack-*.pack"))
+    assert made and all(p.with_suffix(".idx").exists() for p in made)
+    orphan = packs / f"pack-{'ab' * 20}.pack"
+    orphan.write_bytes(made[0].read_bytes())
+    assert cli("fsck").exit_code == 0
+    gc.collect(context(project), grace_s=3600)
+    assert not orphan.exists()
+    assert cli("fsck").exit_code == 0
+    assert snapshot_contents(project, snap, tmp_path) == tree_contents(project)
