@@ -4,7 +4,6 @@ nothing deletable, and the CLI's own errors."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -176,21 +175,38 @@ def test_runs_are_paged_by_the_server(app: Dashboard, ui_project: Project) -> No
     )
 
 
-def _doubles(text: str) -> list[float]:
-    data = base64.b64decode(text)
-    return list(struct.unpack(f"<{len(data) // 8}d", data))
+def _unframed(body: bytes) -> dict[str, Any]:
+    """An /api/series answer read as the page reads it: head, then x and y of each."""
+    (size,) = struct.unpack_from("<I", body)
+    assert (4 + size) % 8 == 0  # the doubles are aligned for a Float64Array
+    doc: dict[str, Any] = json.loads(body[4 : 4 + size])
+    at = 4 + size
+    for s in doc["series"]:
+        n = s["n"]
+        s["y"] = list(struct.unpack_from(f"<{n}d", body, at))
+        if "xi" in s:  # x = first + delta * index, the indices as 4-byte integers
+            first, delta = s["xi"]
+            s["x"] = [first + delta * i for i in struct.unpack_from(f"<{n}I", body, at + 8 * n)]
+            at += 12 * n + (4 if n % 2 else 0)
+        else:
+            s["x"] = list(struct.unpack_from(f"<{n}d", body, at + 8 * n))
+            at += 16 * n
+    assert at == len(body)
+    return doc
 
 
 def test_series_come_at_a_charts_detail(app: Dashboard, ui_project: Project) -> None:
     runs = [ui_project.runs["0.1"], ui_project.runs["0.5"]]
-    got = api(app, "/api/series", query_string={"run": runs, "key": "loss", "width": 50}).json
+    answer = api(app, "/api/series", query_string={"run": runs, "key": "loss", "width": 50})
+    assert answer.mimetype == "application/octet-stream"
+    got = _unframed(answer.data)
     assert [s["run"] for s in got["series"]] == runs
     for s in got["series"]:
-        xs, ys = _doubles(s["x64"]), _doubles(s["y64"])
+        xs, ys = s["x"], s["y"]
         assert s["total"] == 300 and len(xs) == len(ys) <= 50  # one point per pixel at most
         assert xs == sorted(xs) and min(ys) < 0.9 and max(ys) >= 1.0  # the envelope keeps peaks
     near = api(app, "/api/series", query_string={"run": runs[0], "key": "loss", "lo": 10, "hi": 20})
-    assert _doubles(near.json["series"][0]["x64"])[1:-1] == list(range(10, 21))
+    assert _unframed(near.data)["series"][0]["x"][1:-1] == list(range(10, 21))
     bad = api(app, "/api/series", query_string={"run": runs[0], "key": "loss", "axis": "epoch"})
     assert bad.status_code == 400
     assert api(app, "/api/compare", query_string={"run": runs[:1]}).status_code == 400

@@ -1,16 +1,28 @@
 """The min/max envelope of datmo.core.storage.seriesview, computed with numpy when it is
-installed (`datmo[ui]`): the same points, from array operations instead of a Python step
-per bucket, so overlaying many runs costs little more than one. seriesview falls back to
-its own pure-Python loop without numpy."""
+installed (`datmo[ui]`), from the stored summaries read in place (mapped, not copied).
+
+The long middle piece of a range is whole blocks of one level; it is cut into groups of
+the same number of blocks (about a bucket's points each), so each group's minimum and
+maximum come from one reshape and one argmin and argmax over it: a few array operations
+of a few thousand rows, whatever the series' length, where finding each point's bucket
+took many more (issue 15: twenty runs overlaid cost little more than one). The ragged
+ends, finer blocks covering less than a bucket, are a group each. Every group keeps its
+own minimum and maximum, at their own index, so every spike stays.
+"""
 
 from __future__ import annotations
 
+import math
+from array import array
 from typing import TYPE_CHECKING, Any
 
+from datmo.core.storage.series import FANOUT, SUMMARY
+
 if TYPE_CHECKING:
-    from datmo.core.storage.seriesview import Reader
+    from datmo.core.storage.seriesview import Job, Reader
 
 np: Any = None  # numpy, once imported (only when a long series is drawn)
+_SPARE: list[bytearray] = []  # read buffers of earlier views, for the next ones
 
 
 def available() -> bool:
@@ -24,66 +36,116 @@ def available() -> bool:
     return True
 
 
-def envelope(
-    r: Reader,
-    pieces: list[tuple[int, int, int]],
-    i0: int,
-    per: float,
-    buckets: int,
-    axis: str,
-) -> tuple[list[float], list[float | None]]:
-    """x and y of each bucket's minimum and maximum (in index order), from the summaries
-    of pieces [(level, first, end)] that cover the range starting at point i0."""
-    cols: list[list[Any]] = [[], [], [], []]
-    for lvl, first, end in pieces:
-        if lvl == 0:
-            pts = np.frombuffer(r.points(first, end), dtype=np.float64)
-            where = np.arange(first, end, dtype=np.float64)
-            parts = (where, pts[1::3], where, pts[1::3])
-        else:
-            s = np.frombuffer(r.summaries(lvl, first, end), dtype=np.float64)
-            parts = (s[0::4], s[1::4], s[2::4], s[3::4])
-        for c, p in zip(cols, parts, strict=True):
-            c.append(p)
-    imin, vmin, imax, vmax = (np.concatenate(c) if c else np.empty(0) for c in cols)
-    picked_i, picked_v = [], []
-    for idx, val, reduce in ((imin, vmin, np.minimum), (imax, vmax, np.maximum)):
-        finite = np.isfinite(val)
-        if not finite.all():
-            idx, val = idx[finite], val[finite]
-        if not len(idx):
-            continue
-        # Summaries come in index order, so their buckets never go down: each bucket is
-        # one run of them, reduced at once.
-        bucket = ((idx - i0) / per).astype(np.int64)
-        np.minimum(bucket, buckets - 1, out=bucket)
-        new = np.empty(len(bucket), dtype=bool)
-        new[0] = True
-        np.not_equal(bucket[1:], bucket[:-1], out=new[1:])
-        starts = np.flatnonzero(new)
-        best = reduce.reduceat(val, starts)
-        # The first position in each bucket that holds its best value.
-        hits = np.flatnonzero(val == best[np.cumsum(new) - 1])
-        owner = np.searchsorted(starts, hits, side="right")
-        first = np.empty(len(hits), dtype=bool)
-        first[0] = True
-        np.not_equal(owner[1:], owner[:-1], out=first[1:])
-        chosen = hits[first]
-        picked_i.append(idx[chosen])
-        picked_v.append(val[chosen])
-    if not picked_i:
-        return [], []
-    index = np.concatenate(picked_i)
-    value = np.concatenate(picked_v)
+def _rows(r: Reader, level: int, first: int, end: int, buf: bytearray) -> Any:
+    """Summaries [first, end) of a level as rows (index of min, min, index of max, max),
+    read into buf; at level 0 the points themselves, each its own min and max."""
+    if level:
+        size = (end - first) * SUMMARY
+        r.read_into(f".L{level}", first * SUMMARY, memoryview(buf)[:size])
+        return np.frombuffer(buf, dtype="<f8", count=size // 8).reshape(-1, 4)
+    pts = np.frombuffer(r.points(first, end), dtype=np.float64).reshape(-1, 3)
+    rows = np.empty((end - first, 4))
+    rows[:, 0] = rows[:, 2] = np.arange(first, end)
+    rows[:, 1] = rows[:, 3] = pts[:, 1]
+    return rows
+
+
+def _buffer(size: int) -> bytearray:
+    """A read buffer of at least size bytes: one an earlier view used, where there is one.
+    Memory freshly mapped costs a page fault per 4 kB on first touch, several times
+    what reading the summaries into it costs (issue 15)."""
+    try:
+        buf = _SPARE.pop()  # atomic: the server answers requests in threads
+    except IndexError:
+        return bytearray(size)
+    return buf if len(buf) >= size else bytearray(size)
+
+
+def _few(flat: array[float], lows: list[float], highs: list[float]) -> None:
+    """The minimum and maximum of a few summaries (a ragged end) as one group: (index,
+    value) pairs onto lows and highs, as _extremes chooses them."""
+    lo = hi = None
+    for j in range(0, len(flat), 4):
+        vmin, vmax = flat[j + 1], flat[j + 3]
+        if math.isfinite(vmin) and (lo is None or vmin < lo[1]):
+            lo = (flat[j], vmin)
+        if math.isfinite(vmax) and (hi is None or vmax > hi[1]):
+            hi = (flat[j + 2], vmax)
+    for found, into in ((lo, lows), (hi, highs)):
+        if found is not None:
+            into.extend(found)
+
+
+def _extremes(groups: Any, out: list[Any]) -> None:
+    """(indices, values) of each group's minimum, then maximum, into out; groups are
+    (count, rows, 4). A value that is not a number (or infinite) is never chosen, and a
+    group of none gives no point. Ties: the first row."""
+    count, size = groups.shape[:2]
+    start = np.arange(count) * size
+    rows = groups.reshape(-1, 4)
+    for col, pick, worst in ((1, np.argmin, np.inf), (3, np.argmax, -np.inf)):
+        values = groups[:, :, col]
+        at = pick(values, axis=1) + start  # the row chosen in each group
+        best = rows[at, col]
+        if not np.isfinite(best).all():  # a NaN or an infinity was chosen: set them aside
+            values = np.where(np.isfinite(values), values, worst)
+            at = pick(values, axis=1) + start
+            best = rows[at, col]
+            keep = np.isfinite(best)  # a group of none gives no point
+            at, best = at[keep], best[keep]
+        out.append((rows[at, col - 1], best))
+
+
+def envelope(job: Job) -> tuple[array[float], array[float], array[int] | None]:
+    """x and y of each group's minimum and maximum, in index order, and their indices
+    where x comes by rule (Reader.rule) and they fit in 4 bytes."""
+    r, pieces = job.reader, job.pieces
+    mid = max(range(len(pieces)), key=lambda k: pieces[k][0])
+    level, first, end = pieces[mid]
+    per_group = max(1, math.ceil(job.per / FANOUT**level))  # rows of about a bucket
+    buf = _buffer((end - first) * SUMMARY if level else 0)
+    try:
+        rows = _rows(r, level, first, end, buf)
+        whole = len(rows) // per_group * per_group
+        found: list[Any] = []
+        if whole:
+            _extremes(rows[:whole].reshape(-1, per_group, 4), found)
+        lows: list[float] = []
+        highs: list[float] = []
+        if whole < len(rows):
+            _few(array("d", rows[whole:].tobytes()), lows, highs)
+    finally:
+        if len(_SPARE) < 4:
+            _SPARE.append(buf)
+    for side in (pieces[:mid], pieces[mid + 1 :]):
+        if side:
+            flat = array("d")
+            for lvl, a, b in side:
+                flat.extend(r.summaries(lvl, a, b))
+            _few(flat, lows, highs)
+    for pairs in (lows, highs):
+        if pairs:
+            found.append((np.array(pairs[0::2]), np.array(pairs[1::2])))
+    index = np.concatenate([f[0] for f in found]).astype(np.int64) if found else np.empty(0)
+    if not len(index):
+        return array("d"), array("d"), None
+    value = np.concatenate([f[1] for f in found])
     order = np.argsort(index, kind="stable")
     index, value = index[order], value[order]
     fresh = np.empty(len(index), dtype=bool)
     fresh[0] = True
     np.not_equal(index[1:], index[:-1], out=fresh[1:])  # a point both min and max: once
-    index, value = index[fresh].astype(np.int64), value[fresh]
-    if axis != "time" and not r.steps:
-        xs = index.astype(np.float64)
+    index, value = index[fresh], value[fresh]
+    rule = r.rule(job.axis)
+    if rule is not None:
+        xs = rule[0] + rule[1] * index.astype(np.float64)
     else:
-        raw = np.frombuffer(r.mapped(), dtype=np.float64).reshape(-1, 3)
-        xs = raw[index, 2 if axis == "time" else 0]
-    return xs.tolist(), value.tolist()
+        raw = np.frombuffer(r.mapped(0), dtype="<f8").reshape(-1, 3)
+        xs = raw[index, 2 if job.axis == "time" else 0]
+    small = rule is not None and index[-1] < 2**32 and array("I").itemsize == 4
+    at = array("I", index.astype(np.uint32).tobytes()) if small else None
+    return _doubles(xs), _doubles(value), at
+
+
+def _doubles(a: Any) -> array[float]:
+    return array("d", np.ascontiguousarray(a, dtype=np.float64).tobytes())
