@@ -1,13 +1,14 @@
 """Reading a run's series (datmo.core.storage.series) by range, at the detail a chart
 can show: a view of any range costs about the same whatever the series' length.
 
-A range of a few times more points than the chart's width is read as it is; a longer
-one is cut into one bucket per pixel column and each bucket gives its minimum and
-maximum (the min/max envelope, which keeps every spike). The buckets are made from the
-stored summaries of 16, 256, ... points: the range is covered by whole blocks of the
-coarsest level that still gives each bucket several of them, and its ragged ends by
-finer ones, so only a few thousand summaries are read, never the points themselves.
-"""
+A range of no more points than the chart's width is read as it is; a longer one is cut
+into buckets of two pixel columns and each gives its minimum and maximum (the min/max
+envelope, which keeps every spike). The buckets are made from the stored summaries of
+16, 256, ... points: the range is covered by whole blocks of the coarsest level whose
+groups of whole blocks span one to one and a half buckets (coarsest), and its ragged
+ends by finer ones, so only a few thousand summaries are read, never the points. With
+numpy (seriesfast) each group of blocks is a bucket; without it (seriesloop) each
+block goes to the bucket of its minimum's, and of its maximum's, index."""
 
 from __future__ import annotations
 
@@ -210,6 +211,19 @@ def _cover(i0: int, i1: int, level: int, n: int) -> list[tuple[int, int, int]]:
 Plan = tuple[View, "Job | None"]
 
 
+def coarsest(per: float) -> int:
+    """The level whose blocks make the envelope: the coarsest at which a group of whole
+    blocks holding a bucket's points (per) spans at most one and a half buckets, three
+    pixel columns. The fewer summaries a view reads, the less it costs (issue 15)."""
+    level = 0
+    while level < LEVELS:
+        size = FANOUT ** (level + 1)
+        if math.ceil(per / size) * size > 1.5 * per:
+            break
+        level += 1
+    return level
+
+
 class Job(NamedTuple):
     """One series' envelope to make: the pieces [(level, first, end)] that cover its
     points from i0 on, cut into `buckets` buckets of `per` points each."""
@@ -262,12 +276,12 @@ def windows(
             views.append(view)
             if job is not None:
                 jobs.append((view, job))
-        fast = FAST and bool(jobs) and seriesfast.available()
-        for view, job in jobs:
-            if fast:
-                view.x, view.y, view.index = seriesfast.envelope(job)
+        if FAST and jobs and seriesfast.available():
+            made = seriesfast.envelopes([job for _, job in jobs])
+            for (view, job), (view.x, view.y, view.index) in zip(jobs, made, strict=True):
                 view.rule = job.reader.rule(axis) if view.index is not None else None
-            else:
+        else:
+            for view, job in jobs:
                 view.x, view.y = seriesloop.envelope(job)
     finally:
         for r in readers:
@@ -300,7 +314,7 @@ def _plan(r: Reader, axis: str, lo: float | None, hi: float | None, width: int) 
     # points, as many as a short series drawn whole.
     buckets = max(1, width // 2)
     per = view.shown / buckets  # points per bucket
-    level = min(LEVELS, int(math.log(per / 2, FANOUT))) if per >= 2 * FANOUT else 0
+    level = coarsest(per)
     view.level = level
     return view, Job(r, _cover(i0, i1, level, r.n), i0, per, buckets, axis, level)
 
