@@ -137,7 +137,10 @@ class Dashboard:
             return _json(400, {"error": str(e)})
         except DatmoError as e:
             return _json(409, {"error": str(e)})
-        response = _json(200, result)
+        if isinstance(result, bytes):  # a framed binary answer (api.framed)
+            response = Response(result, mimetype="application/octet-stream")
+        else:
+            response = _json(200, result)
         response.headers["Cache-Control"] = "no-store"
         return response
 

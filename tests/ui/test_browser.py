@@ -80,6 +80,33 @@ def test_compare_overlays_every_run_and_marks_the_differing_config(
     assert box.get_attribute("data-series") == "3"
     drawn = page.evaluate(COLOR_PIXELS, [box, PALETTE])
     assert all(n > 50 for n in drawn[:3]), drawn  # three lines in three colors
+    # Smoothing and the log scale redraw the same answer; a drag zooms in, asking the
+    # server for the finer range (fewer points), a double click zooms out again.
+    before = box.get_attribute("data-drawn")
+    page.eval_on_selector(
+        "#smooth", "(e) => { e.value = '0.9'; e.dispatchEvent(new Event('input')); }"
+    )
+    page.check("#log")
+    page.wait_for_function(
+        "(b) => document.querySelector('#overlay').dataset.drawn !== b", arg=before
+    )
+    drawn = page.evaluate(COLOR_PIXELS, [box, PALETTE])
+    assert all(n > 50 for n in drawn[:3]), drawn
+    whole = int(box.get_attribute("data-points"))
+    over = page.query_selector("#overlay .u-over").bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        "(n) => +document.querySelector('#overlay').dataset.points < n", arg=whole
+    )
+    assert box.get_attribute("data-series") == "3"
+    page.dblclick("#overlay .u-over")
+    page.wait_for_function(
+        "(n) => +document.querySelector('#overlay').dataset.points === n", arg=whole
+    )
     lr = page.wait_for_selector('#compare-table tr[data-key="config.lr"]')
     assert "differ" in lr.get_attribute("class")
     assert lr.query_selector("td.mark").text_content() == "≠"

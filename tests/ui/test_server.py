@@ -4,8 +4,8 @@ nothing deletable, and the CLI's own errors."""
 
 from __future__ import annotations
 
-import base64
 import json
+import math
 import os
 import re
 import struct
@@ -17,6 +17,7 @@ import pytest
 from werkzeug.test import Client
 
 from datmo.core.controller.project import open_project
+from datmo.ui import api as api_module
 from datmo.ui import serve
 from datmo.ui.app import Dashboard
 
@@ -176,21 +177,61 @@ def test_runs_are_paged_by_the_server(app: Dashboard, ui_project: Project) -> No
     )
 
 
-def _doubles(text: str) -> list[float]:
-    data = base64.b64decode(text)
-    return list(struct.unpack(f"<{len(data) // 8}d", data))
+def _unframed(body: bytes) -> dict[str, Any]:
+    """An /api/series answer read as the page reads it: head, then x and y of each."""
+    (size,) = struct.unpack_from("<I", body)
+    assert (4 + size) % 8 == 0  # the doubles are aligned for a Float64Array
+    doc: dict[str, Any] = json.loads(body[4 : 4 + size])
+    at = 4 + size
+    for s in doc["series"]:
+        n = s["n"]
+        s["y"] = list(struct.unpack_from(f"<{n}d", body, at))
+        if "xi" in s:  # x = first + delta * index, the indices as 4-byte integers
+            first, delta = s["xi"]
+            s["x"] = [first + delta * i for i in struct.unpack_from(f"<{n}I", body, at + 8 * n)]
+            at += 12 * n + (4 if n % 2 else 0)
+        else:
+            s["x"] = list(struct.unpack_from(f"<{n}d", body, at + 8 * n))
+            at += 16 * n
+    assert at == len(body)
+    return doc
+
+
+def test_the_series_answer_reads_back_as_the_page_reads_it() -> None:
+    from array import array
+
+    from datmo.core.storage.seriesview import View, indices
+
+    odd = View(array("d", [5.0, 15.0, 25.0]), array("d", [1.5, math.nan, -2.0]), total=9)
+    odd.rule, odd.index = (5.0, 10.0), indices(0, 3)  # 3 indices of 4 bytes: padded
+    plain = View(array("d", [0.25, 7.0]), array("d", [3.0, 4.0]), total=2, shown=2)
+    body = api_module.framed(
+        {"series": [odd.wire()[0], plain.wire()[0]]}, [odd.wire()[1], plain.wire()[1]]
+    )
+    got = _unframed(body)["series"]
+    assert got[0]["xi"] == [5.0, 10.0] and got[0]["x"] == [5.0, 15.0, 25.0]
+    assert got[0]["y"][0] == 1.5 and math.isnan(got[0]["y"][1]) and got[0]["y"][2] == -2.0
+    assert got[1]["x"] == [0.25, 7.0] and got[1]["y"] == [3.0, 4.0] and "xi" not in got[1]
+    assert got[1]["total"] == 2 and got[1]["n"] == 2
 
 
 def test_series_come_at_a_charts_detail(app: Dashboard, ui_project: Project) -> None:
     runs = [ui_project.runs["0.1"], ui_project.runs["0.5"]]
-    got = api(app, "/api/series", query_string={"run": runs, "key": "loss", "width": 50}).json
+    answer = api(app, "/api/series", query_string={"run": runs, "key": "loss", "width": 50})
+    assert answer.mimetype == "application/octet-stream"
+    got = _unframed(answer.data)
     assert [s["run"] for s in got["series"]] == runs
     for s in got["series"]:
-        xs, ys = _doubles(s["x64"]), _doubles(s["y64"])
+        xs, ys = s["x"], s["y"]
         assert s["total"] == 300 and len(xs) == len(ys) <= 50  # one point per pixel at most
         assert xs == sorted(xs) and min(ys) < 0.9 and max(ys) >= 1.0  # the envelope keeps peaks
     near = api(app, "/api/series", query_string={"run": runs[0], "key": "loss", "lo": 10, "hi": 20})
-    assert _doubles(near.json["series"][0]["x64"])[1:-1] == list(range(10, 21))
+    assert _unframed(near.data)["series"][0]["x"][1:-1] == list(range(10, 21))
+    by_time = _unframed(
+        api(app, "/api/series", query_string={"run": runs, "key": "loss", "axis": "time"}).data
+    )
+    for s in by_time["series"]:  # times are no rule of the index: doubles
+        assert "xi" not in s and s["x"] == sorted(s["x"]) and s["x"][0] > 1e9
     bad = api(app, "/api/series", query_string={"run": runs[0], "key": "loss", "axis": "epoch"})
     assert bad.status_code == 400
     assert api(app, "/api/compare", query_string={"run": runs[:1]}).status_code == 400

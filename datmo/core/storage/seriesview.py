@@ -1,13 +1,14 @@
 """Reading a run's series (datmo.core.storage.series) by range, at the detail a chart
 can show: a view of any range costs about the same whatever the series' length.
 
-A range of a few times more points than the chart's width is read as it is; a longer
-one is cut into one bucket per pixel column and each bucket gives its minimum and
-maximum (the min/max envelope, which keeps every spike). The buckets are made from the
-stored summaries of 16, 256, ... points: the range is covered by whole blocks of the
-coarsest level that still gives each bucket several of them, and its ragged ends by
-finer ones, so only a few thousand summaries are read, never the points themselves.
-"""
+A range of no more points than the chart's width is read as it is; a longer one is cut
+into buckets of two pixel columns and each gives its minimum and maximum (the min/max
+envelope, which keeps every spike). The buckets are made from the stored summaries of
+16, 256, ... points: the range is covered by whole blocks of the coarsest level whose
+groups of whole blocks span one to one and a half buckets (coarsest), and its ragged
+ends by finer ones, so only a few thousand summaries are read, never the points. With
+numpy (seriesfast) each group of blocks is a bucket; without it (seriesloop) each
+block goes to the bucket of its minimum's, and of its maximum's, index."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import math
 import mmap
 import os
 import struct
+import sys
 from array import array
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from datmo.core.storage import seriesfast
-from datmo.core.storage.series import FANOUT, LEVELS, POINT, SUMMARY, folder, manifest
+from datmo.core.storage import seriesfast, seriesloop
+from datmo.core.storage.series import FANOUT, FOLDER, LEVELS, POINT, SUMMARY, manifest, where
 from datmo.core.storage.store import Store
 
 _DOUBLE = struct.Struct("<d")
@@ -30,50 +31,79 @@ FAST = True  # numpy's envelope when it is installed (tests turn it off to check
 
 @dataclass
 class View:
-    """Points to draw: x, y, and how they were made."""
+    """Points to draw: x and y as doubles (a y that is not finite: a gap), and how they
+    were made. Where each x is first + delta * the point's index (rule), the indices
+    too: they travel as 4 bytes a point where x takes 8."""
 
-    x: list[float] = field(default_factory=list)
-    y: list[float | None] = field(default_factory=list)
+    x: array[float] = field(default_factory=lambda: array("d"))
+    y: array[float] = field(default_factory=lambda: array("d"))
     total: int = 0  # points in the whole series
     shown: int = 0  # points of the series in the range asked for
     level: int = 0  # 0: the points themselves; k: envelopes of blocks of 16**k
+    rule: tuple[float, float] | None = None  # (first, delta) of x = first + delta * index
+    index: array[int] | None = None  # each point's index, with a rule (typecode "I")
 
     def to_dict(self) -> dict[str, Any]:
-        return vars(self).copy()
+        """For JSON: x and y as lists, a gap as None."""
+        doc = self.meta()
+        doc["x"] = self.x.tolist()
+        doc["y"] = [_num(v) for v in self.y]
+        return doc
 
-    def packed(self) -> dict[str, Any]:
-        """x and y as base64 of little-endian doubles (NaN for a gap): a browser reads
-        them into a Float64Array at once, where JSON numbers are parsed one by one."""
-        import base64
-        import sys
+    def meta(self) -> dict[str, Any]:
+        """How the view was made, and its number of points (n)."""
+        return {"total": self.total, "shown": self.shown, "level": self.level, "n": len(self.x)}
 
-        xs = array("d", self.x)
-        ys = array("d", [math.nan if v is None else v for v in self.y])
+    def wire(self) -> tuple[dict[str, Any], bytes]:
+        """What the page reads without parsing a number: meta() (with "xi": [first,
+        delta] where x comes by rule) and the bytes: n y as little-endian doubles, then
+        n x as doubles or n indices as little-endian 32-bit unsigned integers, padded
+        to a multiple of 8 bytes."""
+        head = self.meta()
+        xs: array[Any] = self.x
+        if self.rule is not None and self.index is not None:
+            head["xi"] = list(self.rule)
+            xs = self.index
+        ys = self.y
         if sys.byteorder != "little":
+            xs, ys = array(xs.typecode, xs), array("d", ys)
             xs.byteswap()
             ys.byteswap()
-        doc = {k: v for k, v in vars(self).items() if k not in ("x", "y")}
-        doc["x64"] = base64.b64encode(xs.tobytes()).decode()
-        doc["y64"] = base64.b64encode(ys.tobytes()).decode()
-        return doc
+        data = ys.tobytes() + xs.tobytes()
+        return head, data + bytes(-len(data) % 8)
+
+
+def indices(first: int, end: int) -> array[int] | None:
+    """Indices [first, end) as 4-byte unsigned integers (None: they do not fit)."""
+    if end > 2**32 or array("I").itemsize != 4:
+        return None
+    return array("I", range(first, end))
 
 
 class Reader:
     """One series' files, read with pread (no lock: the manifest's counts are whole)."""
 
-    def __init__(self, store: Store, run_id: str, name: str) -> None:
-        meta = manifest(store, run_id).get("series", {}).get(name)
+    def __init__(
+        self, store: Store, run_id: str, name: str, doc: dict[str, Any] | None = None
+    ) -> None:
+        """doc: the run's manifest, when the caller has just read it."""
+        meta = (manifest(store, run_id) if doc is None else doc).get("series", {}).get(name)
         self.n = int(meta["n"]) if meta else 0
         self.steps = bool(meta and meta["steps"])
         self.times = bool(meta and meta["times"])
-        self.base = folder(store, run_id) / (meta["file"] if meta else "-")
+        stride = meta.get("stride") if meta and self.steps else None
+        # Step i is first + delta * i: x without reading the points (None: unknown).
+        self.stride: tuple[float, float] | None = (
+            (float(stride[0]), float(stride[1])) if stride and stride[1] is not None else None
+        )
+        self.base = os.path.join(where(store, run_id), FOLDER, meta["file"] if meta else "-")
         self._fds: dict[str, int] = {}
-        self._map: mmap.mmap | None = None
+        self._maps: dict[str, mmap.mmap] = {}
 
     def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        for m in self._maps.values():
+            m.close()
+        self._maps.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -84,12 +114,21 @@ class Reader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, suffix: str, offset: int, size: int) -> array[float]:
+    def _fd(self, suffix: str) -> int:
         fd = self._fds.get(suffix)
         if fd is None:
-            fd = self._fds[suffix] = os.open(Path(f"{self.base}{suffix}"), os.O_RDONLY)
+            fd = self._fds[suffix] = os.open(self.base + suffix, os.O_RDONLY)
+        return fd
+
+    def read_into(self, suffix: str, offset: int, into: memoryview) -> None:
+        """Bytes of a file from offset into a buffer (all of them: the manifest's counts
+        say they are there)."""
+        if os.preadv(self._fd(suffix), [into], offset) != len(into):
+            raise OSError(f"{self.base}{suffix} is shorter than its manifest says")
+
+    def _read(self, suffix: str, offset: int, size: int) -> array[float]:
         out = array("d")
-        out.frombytes(os.pread(fd, size, offset))
+        out.frombytes(os.pread(self._fd(suffix), size, offset))
         return out
 
     def points(self, start: int = 0, end: int | None = None) -> array[float]:
@@ -99,19 +138,29 @@ class Reader:
             return array("d")
         return self._read(".f64", start * POINT, (end - start) * POINT)
 
-    def mapped(self) -> mmap.mmap:
-        """The points file's committed part, mapped (read without a system call each)."""
-        if self._map is None:
-            fd = self._fds.get(".f64")
-            if fd is None:
-                fd = self._fds[".f64"] = os.open(Path(f"{self.base}.f64"), os.O_RDONLY)
-            self._map = mmap.mmap(fd, self.n * POINT, prot=mmap.PROT_READ)
-        return self._map
+    def mapped(self, level: int = 0) -> mmap.mmap:
+        """The committed part of the points file (level 0) or of a level's summaries,
+        mapped: read in place, without a system call or a copy each (not empty)."""
+        suffix = f".L{level}" if level else ".f64"
+        found = self._maps.get(suffix)
+        if found is None:
+            size = (self.n // FANOUT**level) * SUMMARY if level else self.n * POINT
+            found = mmap.mmap(self._fd(suffix), size, prot=mmap.PROT_READ)
+            self._maps[suffix] = found
+        return found
+
+    def rule(self, axis: str) -> tuple[float, float] | None:
+        """(first, delta) where every point's x is first + delta * its index."""
+        if axis == "time":
+            return None
+        return self.stride if self.steps else (0.0, 1.0)
 
     def x_at(self, i: int, axis: str) -> float:
         """One point's x."""
         if axis != "time" and not self.steps:
             return float(i)
+        if axis != "time" and self.stride:
+            return self.stride[0] + self.stride[1] * i
         offset = i * POINT + (16 if axis == "time" else 0)
         return float(_DOUBLE.unpack_from(self.mapped(), offset)[0])
 
@@ -159,6 +208,35 @@ def _cover(i0: int, i1: int, level: int, n: int) -> list[tuple[int, int, int]]:
     ]
 
 
+Plan = tuple[View, "Job | None"]
+
+
+def coarsest(per: float) -> int:
+    """The level whose blocks make the envelope: the coarsest at which a group of whole
+    blocks holding a bucket's points (per) spans at most one and a half buckets, three
+    pixel columns. The fewer summaries a view reads, the less it costs (issue 15)."""
+    level = 0
+    while level < LEVELS:
+        size = FANOUT ** (level + 1)
+        if math.ceil(per / size) * size > 1.5 * per:
+            break
+        level += 1
+    return level
+
+
+class Job(NamedTuple):
+    """One series' envelope to make: the pieces [(level, first, end)] that cover its
+    points from i0 on, cut into `buckets` buckets of `per` points each."""
+
+    reader: Reader
+    pieces: list[tuple[int, int, int]]
+    i0: int
+    per: float
+    buckets: int
+    axis: str
+    level: int  # the level of the long middle piece
+
+
 def window(
     store: Store,
     run_id: str,
@@ -171,108 +249,74 @@ def window(
     """The points of a series to draw in a chart width pixels wide, between x=lo and
     x=hi (None: the ends) on the axis "step" (the index where steps are missing) or
     "time"."""
+    return windows(store, [(run_id, name, None)], axis, lo, hi, width)[0]
+
+
+def windows(
+    store: Store,
+    wanted: list[tuple[str, str, dict[str, Any] | None]],
+    axis: str = "step",
+    lo: float | None = None,
+    hi: float | None = None,
+    width: int = 1000,
+) -> list[View]:
+    """window() of several series between the same lo and hi (runs overlaid): with
+    numpy, the envelopes of all of them come from one pass of array operations, so
+    twenty runs cost little more than one (issue 15). wanted: (run id, series name,
+    the run's manifest if the caller has just read it, else None)."""
     width = max(10, min(int(width), 10_000))
-    with Reader(store, run_id, name) as r:
-        view = View(total=r.n)
-        i0, i1 = 0, r.n
-        if r.ordered(axis):
-            if lo is not None and math.isfinite(lo):
-                i0 = max(0, r.index_of(lo, axis) - 1)  # one point beyond: lines reach the edge
-            if hi is not None and math.isfinite(hi):
-                i1 = min(r.n, r.index_of(hi, axis, right=True) + 1)
-        view.shown = max(0, i1 - i0)
-        if view.shown <= width:
-            pts = r.points(i0, i1)
-            for j in range(len(pts) // 3):
-                x = pts[3 * j + 2] if axis == "time" else pts[3 * j] if r.steps else i0 + j
-                view.x.append(x)
-                view.y.append(_num(pts[3 * j + 1]))
-            return view
-        # Each bucket spans two pixel columns and gives its min and max: at most `width`
-        # points, as many as a short series drawn whole.
-        buckets = max(1, width // 2)
-        per = view.shown / buckets  # points per bucket
-        level = min(LEVELS, int(math.log(per / 2, FANOUT))) if per >= 2 * FANOUT else 0
-        view.level = level
-        pieces = _cover(i0, i1, level, r.n)
-        if FAST and seriesfast.available():
-            view.x, view.y = seriesfast.envelope(r, pieces, i0, per, buckets, axis)
-            return view
-        lows: list[tuple[float, float] | None] = [None] * buckets
-        highs: list[tuple[float, float] | None] = [None] * buckets
-        for lvl, first, end in pieces:
-            if lvl == level and end - first > 64:
-                if lvl == 0:  # the points themselves: each its own min and max
-                    values = r.points(first, end)[1::3]
-                    where = array("d", range(first, end))
-                    cols = (where, values, where, values)
-                else:
-                    s = r.summaries(lvl, first, end)
-                    cols = (s[0::4], s[1::4], s[2::4], s[3::4])
-                _chunked(cols, i0, per / FANOUT**lvl, (per, buckets), lows, highs)
-            else:
-                _one_by_one(r.summaries(lvl, first, end), i0, per, buckets, lows, highs)
-        for low, high in zip(lows, highs, strict=True):
-            pair = sorted({p for p in (low, high) if p is not None})
-            for i, v in pair:
-                view.x.append(r.x_at(int(i), axis))
-                view.y.append(_num(v))
-        return view
+    views: list[View] = []
+    jobs: list[tuple[View, Job]] = []
+    readers: list[Reader] = []
+    try:
+        for run_id, name, doc in wanted:
+            r = Reader(store, run_id, name, doc)
+            readers.append(r)
+            view, job = _plan(r, axis, lo, hi, width)
+            views.append(view)
+            if job is not None:
+                jobs.append((view, job))
+        if FAST and jobs and seriesfast.available():
+            made = seriesfast.envelopes([job for _, job in jobs])
+            for (view, job), (view.x, view.y, view.index) in zip(jobs, made, strict=True):
+                view.rule = job.reader.rule(axis) if view.index is not None else None
+        else:
+            for view, job in jobs:
+                view.x, view.y = seriesloop.envelope(job)
+    finally:
+        for r in readers:
+            r.close()
+    return views
 
 
-Slots = list[tuple[float, float] | None]
-
-
-def _keep(slots: Slots, b: int, i: float, v: float, low: bool) -> None:
-    cur = slots[b]
-    if cur is None or (v < cur[1] if low else v > cur[1]):
-        slots[b] = (i, v)
-
-
-def _one_by_one(s: array[float], i0: int, per: float, n: int, lows: Slots, highs: Slots) -> None:
-    """Summaries into buckets one at a time (the ragged ends: a few dozen)."""
-    for j in range(len(s) // 4):
-        imin, vmin, imax, vmax = s[4 * j], s[4 * j + 1], s[4 * j + 2], s[4 * j + 3]
-        if vmin != vmin:  # NaN: a block of no numbers
-            continue
-        _keep(lows, min(n - 1, int((imin - i0) / per)), imin, vmin, True)
-        _keep(highs, min(n - 1, int((imax - i0) / per)), imax, vmax, False)
-
-
-if TYPE_CHECKING:  # array[float] is not subscriptable at run time on Python 3.10 and 3.11
-    Columns = tuple[array[float], array[float], array[float], array[float]]
-
-
-def _chunked(
-    cols: Columns,  # (index of min, min, index of max, max) of each summary
-    i0: int,
-    blocks: float,
-    shape: tuple[float, int],
-    lows: Slots,
-    highs: Slots,
-) -> None:
-    """The long middle run of summaries (whole blocks of one level): each bucket's share
-    of about `blocks` summaries found with C-speed min(), max() and index() over slices,
-    not a Python step per summary."""
-    per, n = shape
-    idx_min, mins, idx_max, maxs = cols
-    count = len(mins)
-    total = sum(mins) + sum(maxs)
-    if total != total:  # a NaN (or infinities) inside: the careful way
-        s = array("d")
-        for j in range(count):
-            s.extend((idx_min[j], mins[j], idx_max[j], maxs[j]))
-        _one_by_one(s, i0, per, n, lows, highs)
-        return
-    step = max(1, int(blocks))
-    for a in range(0, count, step):
-        b = min(count, a + step)
-        lo = min(mins[a:b])
-        k = mins.index(lo, a, b)
-        _keep(lows, min(n - 1, int((idx_min[k] - i0) / per)), idx_min[k], lo, True)
-        hi = max(maxs[a:b])
-        k = maxs.index(hi, a, b)
-        _keep(highs, min(n - 1, int((idx_max[k] - i0) / per)), idx_max[k], hi, False)
+def _plan(r: Reader, axis: str, lo: float | None, hi: float | None, width: int) -> Plan:
+    """The view of one series: its points when there are few enough in the range, or
+    else the envelope to make."""
+    view = View(total=r.n)
+    i0, i1 = 0, r.n
+    if r.ordered(axis):
+        if lo is not None and math.isfinite(lo):
+            i0 = max(0, r.index_of(lo, axis) - 1)  # one point beyond: lines reach the edge
+        if hi is not None and math.isfinite(hi):
+            i1 = min(r.n, r.index_of(hi, axis, right=True) + 1)
+    view.shown = max(0, i1 - i0)
+    if view.shown <= width:
+        pts = r.points(i0, i1)
+        view.y = pts[1::3]
+        if axis == "time" or r.steps:
+            view.x = pts[2::3] if axis == "time" else pts[0::3]
+        else:
+            view.x = array("d", range(i0, i0 + len(view.y)))
+        view.rule = r.rule(axis)
+        view.index = indices(i0, i0 + len(view.y)) if view.rule else None
+        return view, None
+    # Each bucket spans two pixel columns and gives its min and max: at most `width`
+    # points, as many as a short series drawn whole.
+    buckets = max(1, width // 2)
+    per = view.shown / buckets  # points per bucket
+    level = coarsest(per)
+    view.level = level
+    return view, Job(r, _cover(i0, i1, level, r.n), i0, per, buckets, axis, level)
 
 
 def _num(v: float) -> float | None:

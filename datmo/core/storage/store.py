@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from datmo.core.storage.objects import ObjectStore
 
 MIN_PREFIX = 4
+FULL_ID = 40  # hex characters of an id (entity.base.new_id)
 LOCK_TIMEOUT_S = 120.0
 # flock() errors that mean "this filesystem has no locks", not "someone holds it".
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
@@ -130,9 +131,9 @@ class Store:
 
     # -- JSON records -----------------------------------------------------------
     def read_json(self, rel: str) -> Any:
-        path = self.dir / rel
         try:
-            data = path.read_bytes()
+            with open(os.path.join(self.dir, rel), "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             raise NotFound(f"missing record {DATMO_DIR}/{rel}") from None
         try:
@@ -192,6 +193,8 @@ class Store:
                 f"'{prefix}' is not a {label} id; give at least {MIN_PREFIX} hex characters "
                 f"(see '{listing}')"
             )
+        if len(p) == FULL_ID and os.path.exists(self.dir / self.entity_path(kind, p)):
+            return p  # a whole id: no listing of every record (the dashboard sends them)
         matches = [i for i in self.list_ids(kind) if i.startswith(p)]
         if not matches:
             raise NotFound(f"no {label} with id '{prefix}'; see '{listing}'")

@@ -24,20 +24,22 @@ D.el = function (tag, attrs, ...children) {
   return node;
 };
 
-/** GET or POST the API with the token header; throws Error(one line) on failure. */
-D.api = async function (path, params, body) {
+/** GET or POST the API with the token header; throws Error(one line) on failure.
+    binary: the answer's bytes (an ArrayBuffer) instead of its JSON. */
+D.api = async function (path, params, body, binary) {
   const url = new URL("api/" + path, location.origin + "/");
   for (const [k, v] of Object.entries(params || {})) {
     if (v === null || v === undefined || v === "") continue;
     for (const one of Array.isArray(v) ? v : [v]) url.searchParams.append(k, one);
   }
   const init = { headers: { "X-Datmo-Token": D.token }, credentials: "same-origin" };
-  if (body !== undefined) {
+  if (body !== undefined && body !== null) {
     init.method = "POST";
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const res = await fetch(url, init);
+  if (binary && res.ok) return res.arrayBuffer();
   let doc = null;
   try { doc = await res.json(); } catch (e) { doc = null; }
   if (!res.ok) throw new Error((doc && doc.error) || res.status + " " + res.statusText);
