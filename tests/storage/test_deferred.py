@@ -54,9 +54,7 @@ def test_writes_in_a_block_are_flushed_once_at_its_end(tmp_path: Path, calls: li
     assert calls == [("syncfs", str(tmp_path))]  # one per filesystem, from its top folder
 
 
-def test_outside_a_block_every_write_is_durable_on_return(
-    tmp_path: Path, calls: list[Any]
-) -> None:
+def test_outside_a_block_every_write_is_durable_on_return(tmp_path: Path, calls: list[Any]) -> None:
     fsutil.atomic_write_bytes(tmp_path / "r.json", b"{}", None)
     assert [k for k, _ in calls] == ["fsync", "fsync"]  # the bytes, then the name
     assert calls[1][1] == str(tmp_path)
