@@ -8,6 +8,7 @@ finished by the next datmo command: the tree ends in the new state, never a mix.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -210,9 +211,9 @@ def _check_conflicts(ctx: ProjectContext, old: TreeState, new: TreeState) -> Non
 def check_paths(state: TreeState) -> None:
     """A stored state may only name plain relative paths, none of them under a symlink."""
     links = set(state.links) | {p for p, (mode, _) in state.code.items() if mode == CODE_LINK_MODE}
-    for path in [*state.signatures(), *state.extra]:
+    for path in itertools.chain(state.code, state.files, state.links, state.extra):
         parts = _safe_rel(path).split("/")
-        if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+        if links and any("/".join(parts[:i]) in links for i in range(1, len(parts))):
             raise CorruptStore(f"the snapshot puts '{path}' under a symlink; run 'datmo fsck'")
 
 

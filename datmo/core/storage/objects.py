@@ -36,10 +36,9 @@ from datmo.core.storage.hashing import (
     hash_bytes,
     reflink,
 )
+from datmo.core.storage.objerrors import object_error, read_error, write_error
 from datmo.errors import CorruptStore, DatmoError, DiskFull
 
-# Errors that mean "no clone here, copy instead" (unsupported fs, other device...).
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 SPACE_MARGIN = 16 << 20  # keep some room so datmo's own records can still be written
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _HEX = frozenset("0123456789abcdef")
@@ -51,30 +50,6 @@ def _human(n: int) -> str:
         if n >= 1 << shift:
             return f"{n / (1 << shift):.1f} {unit}"
     return f"{n} B"
-
-
-def _write_error(e: OSError, doing: str) -> DatmoError:
-    if e.errno == errno.EDQUOT:
-        return DiskFull(f"disk quota exceeded while {doing}; free some space and try again")
-    if e.errno == errno.ENOSPC:
-        return DiskFull(f"disk full while {doing}; free some space and try again")
-    return DatmoError(f"error while {doing}: {e.strerror or e}")
-
-
-def _read_error(e: OSError, src: Path) -> DatmoError:
-    if e.errno == errno.ELOOP:
-        return DatmoError(f"cannot store {src}: it is a symbolic link")
-    return DatmoError(f"cannot read {src}: {e.strerror or e}")
-
-
-def _object_error(digest: str, e: OSError | None = None) -> CorruptStore:
-    if isinstance(e, FileNotFoundError):
-        problem = "is missing from .datmo/objects"
-    elif e is not None:
-        problem = f"in .datmo/objects cannot be read ({e.strerror or e})"
-    else:
-        problem = "in .datmo/objects is damaged (hash mismatch)"
-    return CorruptStore(f"object {digest[:12]} {problem}; run 'datmo fsck'")
 
 
 def _nofollow(path: str, flags: int) -> int:
@@ -90,13 +65,14 @@ class ObjectStore:
         self.owner = owner
         self.tmp = root / "tmp"
         self._reflinks: bool | None = None
+        self._no_clone: set[tuple[int, int]] = set()  # see clone()
         self._checked: set[str] = set()  # objects this process has placed, hash checked
         self._batch: Batch | None = None  # see batch()
 
     def path(self, digest: str) -> Path:
-        return Path(self._where(digest))
+        return Path(self.where(digest))
 
-    def _where(self, digest: str) -> str:
+    def where(self, digest: str) -> str:
         """path() as a str, for the calls made per object (pathlib costs ~20 us a call).
         Digests come from records on disk: anything that could escape root is refused."""
         if not _DIGEST.match(digest):
@@ -105,7 +81,7 @@ class ObjectStore:
 
     def has(self, digest: str) -> bool:
         try:
-            return stat.S_ISREG(os.lstat(self._where(digest)).st_mode)
+            return stat.S_ISREG(os.lstat(self.where(digest)).st_mode)
         except FileNotFoundError:
             return False
 
@@ -113,15 +89,15 @@ class ObjectStore:
         try:
             return os.lstat(self.path(digest)).st_size
         except FileNotFoundError as e:
-            raise _object_error(digest, e) from None
+            raise object_error(digest, e) from None
 
     # -- writing ------------------------------------------------------------
 
     def put_file(self, src: Path, expect: str | None = None) -> tuple[str, int]:
         """Store a regular file; returns (digest, size) of the bytes stored. expect: the
         digest the bytes must have (a pulled object); CorruptStore, nothing stored, if not."""
-        on_read = functools.partial(_read_error, src=src)
-        on_write = functools.partial(_write_error, doing=f"storing {src} in {self.root}")
+        on_read = functools.partial(read_error, src=src)
+        on_write = functools.partial(write_error, doing=f"storing {src} in {self.root}")
         try:
             # O_NONBLOCK so a FIFO cannot hang the open; it is rejected just below.
             sfd = os.open(src, _OPEN_RO | os.O_NONBLOCK)
@@ -152,14 +128,14 @@ class ObjectStore:
         if self.has(digest):
             batch = self._later()
             if batch is not None:  # another process may have stored it unsynced
-                batch.files.append(self._where(digest))
+                batch.files.append(self.where(digest))
             return digest
         try:
             with self._temp() as (fd, tmp):
                 _write_all(fd, memoryview(data), _reraise)
                 self._commit(fd, tmp, digest, len(data))
         except OSError as e:
-            raise _write_error(e, f"writing to {self.root}") from e
+            raise write_error(e, f"writing to {self.root}") from e
         return digest
 
     def receive(self, chunks: Iterable[bytes], expect: str, where: str) -> int:
@@ -179,7 +155,7 @@ class ObjectStore:
                     )
                 self._commit(fd, tmp, expect, size)
         except OSError as e:
-            raise _write_error(e, f"writing to {self.root}") from e
+            raise write_error(e, f"writing to {self.root}") from e
         return size
 
     @contextlib.contextmanager
@@ -203,7 +179,7 @@ class ObjectStore:
         try:
             batch.flush(self.root)
         except OSError as e:
-            raise _write_error(e, f"writing to {self.root}") from e
+            raise write_error(e, f"writing to {self.root}") from e
 
     def _later(self) -> Deferred | None:
         """Where an object's fsyncs wait: this store's batch, the thread's deferred block."""
@@ -213,7 +189,7 @@ class ObjectStore:
         """fsync the temp and rename it into place, or drop it when already stored.
         A stored copy of the wrong size is damaged, so the new one replaces it.
         In a batch the fsyncs wait for its end (batch())."""
-        final = self._where(digest)
+        final = self.where(digest)
         folder = os.path.dirname(final)
         batch = self._later()
         with contextlib.suppress(FileNotFoundError):
@@ -257,9 +233,9 @@ class ObjectStore:
             with open(self.path(digest), "rb", buffering=0, opener=_nofollow) as f:
                 data = f.read()
         except OSError as e:
-            raise _object_error(digest, e) from e
+            raise object_error(digest, e) from e
         if hash_bytes(data) != digest:
-            raise _object_error(digest)
+            raise object_error(digest)
         return data
 
     def verify(self, digest: str) -> bool:
@@ -270,7 +246,7 @@ class ObjectStore:
         except OSError as e:
             if e.errno in (errno.ENOENT, errno.EIO, errno.EISDIR, errno.ELOOP):
                 return False
-            raise _object_error(digest, e) from e
+            raise object_error(digest, e) from e
 
     def iter_digests(self) -> Iterator[str]:
         if not self.root.is_dir():
@@ -288,21 +264,22 @@ class ObjectStore:
     ) -> None:
         """Write the object to dest atomically, checking its hash on the way."""
         try:
-            sfd = os.open(self._where(digest), _OPEN_RO)
+            sfd = os.open(self.where(digest), _OPEN_RO)
         except OSError as e:
-            raise _object_error(digest, e) from e
-        on_read = functools.partial(_object_error, digest)
-        on_write = functools.partial(_write_error, doing=f"restoring {dest}")
+            raise object_error(digest, e) from e
+        on_read = functools.partial(object_error, digest)
+        on_write = functools.partial(write_error, doing=f"restoring {dest}")
         folder = os.path.dirname(dest)  # str, not Path: this runs once per restored file
         try:
             if not os.path.isdir(folder):
                 makedirs(Path(folder), owner)
             with temp_file(folder, ".datmo-restore-", owner) as (fd, tmp):
                 # a clone is hashed in place; a copy is hashed as it is written
-                src, dst = (fd, None) if reflink(sfd, fd) else (sfd, fd)
-                got, _ = _copy_hashing(src, dst, on_read, on_write, os.fstat(sfd).st_size)
+                st = os.fstat(sfd)
+                src, dst = (fd, None) if self.clone(sfd, fd, st.st_dev) else (sfd, fd)
+                got, _ = _copy_hashing(src, dst, on_read, on_write, st.st_size)
                 if got != digest:
-                    raise _object_error(digest)
+                    raise object_error(digest)
                 os.fchmod(fd, mode & 0o7777)  # after the chown in temp_file, which clears setuid
                 # rename replaces a symlink at dest itself, never what it points to
                 os.replace(tmp, dest)
@@ -320,12 +297,12 @@ class ObjectStore:
         object, so a worker that fills a hundred working copies reads a dataset once.
         """
         try:
-            sfd = os.open(self._where(digest), _OPEN_RO)
+            sfd = os.open(self.where(digest), _OPEN_RO)
         except OSError as e:
-            raise _object_error(digest, e) from e
+            raise object_error(digest, e) from e
         # read and write: a clone is hashed through its own descriptor
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        on_write = functools.partial(_write_error, doing=f"writing {dest}")
+        on_write = functools.partial(write_error, doing=f"writing {dest}")
         try:
             fd = os.open(dest, flags, 0o600)
         except OSError as e:
@@ -333,13 +310,14 @@ class ObjectStore:
             raise on_write(e) from e
         try:
             chown(dest, owner)
-            cloned = reflink(sfd, fd)
+            st = os.fstat(sfd)
+            cloned = self.clone(sfd, fd, st.st_dev)
             if digest not in self._checked:
                 src, dst = (fd, None) if cloned else (sfd, fd)
-                on_read = functools.partial(_object_error, digest)
-                got, _ = _copy_hashing(src, dst, on_read, on_write, os.fstat(sfd).st_size)
+                on_read = functools.partial(object_error, digest)
+                got, _ = _copy_hashing(src, dst, on_read, on_write, st.st_size)
                 if got != digest:
-                    raise _object_error(digest)
+                    raise object_error(digest)
                 self._checked.add(digest)
             elif not cloned:
                 copy_plain(sfd, fd)
@@ -370,6 +348,18 @@ class ObjectStore:
                 f"{_human(free)} free; free some space or remove old snapshots and "
                 "run 'datmo gc', then try again"
             )
+
+    def clone(self, sfd: int, fd: int, src_dev: int) -> bool:
+        """reflink(sfd, fd), tried once per pair of filesystems that refuses it: ext4
+        refuses every file, and asking costs an ioctl per file (issue 17). A refusal
+        for a reason of one file's own makes the rest copies: correct, only slower."""
+        devs = (src_dev, os.fstat(fd).st_dev)
+        if devs in self._no_clone:
+            return False
+        if reflink(sfd, fd):
+            return True
+        self._no_clone.add(devs)
+        return False
 
     def reflinks_supported(self) -> bool:
         """Whether the store's filesystem can clone files (probed once per instance)."""
