@@ -242,3 +242,22 @@ def test_a_pull_with_files_completes_an_earlier_pull_without(
     ]
     assert len(big) == 2  # data.bin and model.bin
     fsck_clean(tmp_path / "lazy")
+
+
+def _half_made_git(remote: Path) -> None:
+    """What a push killed inside `git init` can leave: git/ with HEAD and nothing else."""
+    (remote / "git").mkdir(parents=True)
+    (remote / "git" / "HEAD").write_text("ref: refs/heads/master\n")
+
+
+def test_a_push_after_one_killed_inside_git_init_finishes(cli, project, finished_run, tmp_path):
+    rid = finished_run()
+    remote = tmp_path / "remote"
+    _half_made_git(remote)
+    assert cli("remote", "add", "origin", str(remote)).exit_code == 0
+    pushed = cli("push")
+    assert pushed.exit_code == 0, pushed.output
+    assert (remote / "records" / "runs" / f"{rid}.json").is_file()
+    checked = cli("fsck", "--remote", "origin")
+    assert checked.exit_code == 0, checked.output
+    assert os.listdir(remote / "tmp") == []  # the repository was made aside, then moved

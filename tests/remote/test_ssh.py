@@ -108,3 +108,19 @@ def test_a_push_over_ssh_killed_anywhere_leaves_the_remote_consistent(
             time.sleep(0.5)
         assert not os.path.exists(os.path.join(folder, "m")), "an ssh master outlived its 15 s"
         shutil.rmtree(folder)
+
+
+def test_a_push_over_ssh_after_one_killed_inside_git_init_finishes(
+    cli, project, finished_run, ssh_remote, tmp_path
+):
+    from remote.test_folder import _half_made_git
+
+    rid = finished_run()
+    url = ssh_remote("half")
+    _half_made_git(tmp_path / "ssh-remotes" / "half")
+    assert cli("remote", "add", "lab", url).exit_code == 0
+    pushed = cli("push")
+    assert pushed.exit_code == 0, pushed.output
+    assert (tmp_path / "ssh-remotes" / "half" / "records" / "runs" / f"{rid}.json").is_file()
+    checked = cli("fsck", "--remote", "lab")
+    assert checked.exit_code == 0, checked.output

@@ -8,6 +8,8 @@ then the snapshot's own ref replaces it (datmo.core.controller.pull).
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -119,19 +121,41 @@ def plain(argv: list[str]) -> tuple[int, bytes, str]:
     return proc.returncode, proc.stdout, lines[0] if lines else f"exit status {proc.returncode}"
 
 
+def complete(path: Path) -> bool:
+    """Whether path holds a whole bare repository (what init_bare leaves), not the start
+    of one that a kill cut short."""
+    return all((path / f).is_file() for f in ("HEAD", "config")) and all(
+        (path / d).is_dir() for d in ("objects", "refs")
+    )
+
+
 def init_bare(path: Path) -> None:
     """A bare repository at path (a folder remote's git/), set up as BARE_CONFIG says.
-    Its own git process: the shadow repository's --git-dir must not reach it."""
-    if (path / "HEAD").is_file():
+    Its own git process: the shadow repository's --git-dir must not reach it. Made in
+    the remote's tmp/ and renamed into place, so that a push killed while git init runs
+    leaves no half-made git/ for the next push to mistake for a repository."""
+    if complete(path):
         return
-    steps = [["git", "init", "--quiet", "--bare", "--template=", str(path)]]
+    work = path.parent / "tmp" / f"git-{os.getpid()}-{os.urandom(4).hex()}"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    steps = [["git", "init", "--quiet", "--bare", "--template=", str(work)]]
     steps += [
-        ["git", "config", "--file", str(path / "config"), k, v] for k, v in BARE_CONFIG.items()
+        ["git", "config", "--file", str(work / "config"), k, v] for k, v in BARE_CONFIG.items()
     ]
-    for argv in steps:
-        code, _, why = plain(argv)
-        if code != 0:
-            raise RemoteError(f"cannot make the code repository {path}: {why}")
+    try:
+        for argv in steps:
+            code, _, why = plain(argv)
+            if code != 0:
+                raise RemoteError(f"cannot make the code repository {path}: {why}")
+        if path.exists() and not complete(path):  # cut short by an older datmo: nothing
+            shutil.rmtree(path)  # is pushed into a repository that was never whole
+        try:
+            os.rename(work, path)
+        except OSError:
+            if not complete(path):  # else another push made it meanwhile
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def problems(

@@ -174,8 +174,8 @@ class SshTransport:
         return parse_meta(out, self.label)
 
     def create(self, meta: dict[str, Any]) -> dict[str, Any]:
-        config = "\n".join(
-            f'git config --file "$R/git/config" {k} {shlex.quote(v)}'
+        config = "\n  ".join(
+            f'git config --file "$g/config" {k} {shlex.quote(v)}'
             for k, v in gitcode.BARE_CONFIG.items()
         )
         script = _CREATE.format(config=config, sync=_SYNC)

@@ -13,8 +13,13 @@ fi
 command -v git >/dev/null 2>&1 || {{ echo @nogit; exit 0; }}
 mkdir -p "$R/objects" "$R/tmp" "$R/records/environments" "$R/records/snapshots" \
   "$R/records/sweeps" "$R/records/runs"
-[ -f "$R/git/HEAD" ] || git init --quiet --bare --template= "$R/git"
-{config}
+if [ ! -f "$R/git/HEAD" ] || [ ! -f "$R/git/config" ] || [ ! -d "$R/git/objects" ] \
+    || [ ! -d "$R/git/refs" ]; then
+  g="$R/tmp/git-$$"; rm -rf "$g"
+  git init --quiet --bare --template= "$g"
+  {config}
+  rm -rf "$R/git"; mv "$g" "$R/git"
+fi
 t="$R/tmp/meta-$$"
 cat > "$t"
 ln "$t" "$R/datmo-remote.json" 2>/dev/null || true
