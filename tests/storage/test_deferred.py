@@ -4,6 +4,7 @@ flushed before the record."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -112,3 +113,6 @@ def test_a_sweep_flushes_its_snapshots_before_its_runs(
     # and no fsync one by one while staging: the records and snapshots wait for the flushes
     staging = [k for k in kinds[min(snaps_at[-5:]) : flushes[-1]] if k == "fsync"]
     assert staging == []
+    # each record still says what its own before snapshot took, made ahead of it
+    docs = [json.loads(f.read_text()) for f in (project / ".datmo" / "runs").glob("*.json")]
+    assert len(docs) == 5 and all(d["timings"]["before_snapshot_s"] > 0 for d in docs)

@@ -206,11 +206,13 @@ def prepare(
     sweep_id: str | None = None,
     point: int | None = None,
     save: bool = True,
+    before_s: float | None = None,
 ) -> Run:
     """Everything before the task: checks, config, image, before snapshot, working copy,
     the record. queued: stage it (QUEUED, no working copy yet) for a queue worker;
     base: a capture of the tree to derive the before snapshot from (a sweep's);
-    save=False: the caller writes the record (with others: records.save_many)."""
+    save=False: the caller writes the record (with others: records.save_many);
+    before_s: the time its before snapshot took, when the caller made it."""
     from pathlib import Path
 
     from datmo.core.controller import runconfig, snapshot, staging, workcopy
@@ -284,7 +286,10 @@ def prepare(
         rerun_of=rerun_of,
         sweep_id=sweep_id,
         queue=_queue_fields(spec, point) if queued else {},
-        timings={"environment_s": round(t1 - t0, 4), "before_snapshot_s": round(t2 - t1, 4)},
+        timings={
+            "environment_s": round(t1 - t0, 4),
+            "before_snapshot_s": round(t2 - t1 if before_s is None else before_s, 4),
+        },
     )
     records.make_data(ctx.store, run.id, rc.values)
     return records.save(ctx.store, run) if save else run

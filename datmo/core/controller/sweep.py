@@ -156,8 +156,12 @@ def stage(
         )
     # One flush for all the runs' snapshots, then one for their records, in place of
     # ten fsyncs a run; in that order, so that no record outlives what it names.
+    befores: dict[int, tuple[str, float]] = {}
     with deferred():
-        befores = {i: staging.before_of(ctx, point, base).id for i, point in specs.items()}
+        for i, point in specs.items():
+            started = time.perf_counter()
+            made = staging.before_of(ctx, point, base)
+            befores[i] = made.id, time.perf_counter() - started
     with deferred():
         staged = [
             runs.prepare(
@@ -165,10 +169,11 @@ def stage(
                 point,
                 None,
                 queued=True,
-                before_snapshot_id=befores[i],
+                before_snapshot_id=befores[i][0],
                 sweep_id=sweep.id,
                 point=i,
                 save=False,
+                before_s=befores[i][1],
             )
             for i, point in specs.items()
         ]
