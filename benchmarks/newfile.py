@@ -28,10 +28,8 @@ from benchmarks.harness import (
     run,
     timed,
 )
-from benchmarks.tools import fs_type, git, read_once, remove, sync, xfs_mount
+from benchmarks.tools import B3SUM, fs_type, git, read_once, remove, sync, xfs_mount
 from benchmarks.trees import write_random
-
-B3SUM = ["b3sum", "--num-threads", "1", "--no-names"]
 
 
 def bench_ext4(ctx: Context) -> Section:

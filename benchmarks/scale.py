@@ -31,10 +31,9 @@ from benchmarks.harness import (
     run,
     timed,
 )
-from benchmarks.tools import du_bytes, git, remove, sync
+from benchmarks.tools import B3SUM, du_bytes, git, remove, sync
 from benchmarks.trees import wait_until_settled
 
-B3SUM = ["b3sum", "--num-threads", "1", "--no-names"]
 TIME = "/usr/bin/time"  # GNU time (Debian's `time`); -v reports the peak RSS
 RSS_LIMIT = 300_000_000
 SYNC = ["sync"]

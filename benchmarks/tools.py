@@ -16,6 +16,7 @@ from benchmarks.harness import ROOT, CommandFailed, Skip, log, run
 PYTHON = sys.executable
 DVC_VENV = "venv-dvc"
 DATMO_VENV = "venv-datmo"
+B3SUM = ["b3sum", "--num-threads", "1", "--no-names"]  # the hashing reference, one thread
 
 
 @dataclass(frozen=True)

@@ -10,34 +10,8 @@ from typing import Any
 
 import pytest
 
-from datmo.core.storage import fsutil as objects  # where the batch's syncfs is looked up
+from datmo.core.storage import fsutil
 from datmo.core.storage.objects import ObjectStore
-from datmo.core.storage.store import Store
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """fsync (by what it names), syncfs and record writes, in order."""
-    seen: list[tuple[str, Any]] = []
-    real_fsync, real_syncfs = os.fsync, objects.syncfs
-    real_write = Store.write_entity
-
-    def fsync(fd: int) -> None:
-        seen.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def syncfs(path: Any) -> bool:
-        seen.append(("syncfs", str(path)))
-        return bool(real_syncfs(path))
-
-    def write_entity(self: Store, kind: str, doc: dict[str, Any]) -> Any:
-        seen.append(("record", kind))
-        return real_write(self, kind, doc)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(objects, "syncfs", syncfs)
-    monkeypatch.setattr(Store, "write_entity", write_entity)
-    return seen
 
 
 def test_put_file_alone_is_durable_on_return(tmp_path: Path, calls: list[Any]) -> None:
@@ -70,7 +44,7 @@ def test_a_batch_syncs_once_at_its_end(tmp_path: Path, calls: list[Any]) -> None
 def test_without_syncfs_each_object_and_folder_is_synced(
     tmp_path: Path, calls: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(objects, "syncfs", lambda path: False)
+    monkeypatch.setattr(fsutil, "syncfs", lambda path: False)
     store = ObjectStore(tmp_path / "objects")
     with store.batch():
         digests = [store.put_bytes(os.urandom(50)) for _ in range(5)]

@@ -16,12 +16,26 @@ import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from datmo.core.storage.fsutil import Owner, atomic_write_bytes
 from datmo.core.tree import envinfo
 from datmo.core.util import probe
 
 _CACHE_VERSION = 2
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """A cache file of this version, or None (missing, corrupt or of another version)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+        return None
+    return data
+
+
 # A file changed again within the filesystem's timestamp granularity after we read
 # it would keep its (size, mtime) key; like git's "racy clean" check, files touched
 # this recently are parsed but not trusted from the cache. 2 s covers FAT and HFS+.
@@ -66,12 +80,9 @@ class EnvInfoCache:
         if self._loaded:
             return
         self._loaded = True
-        try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return  # missing or corrupt: start empty, the next save repairs it
-        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
-            return
+        data = _read(self.path)
+        if data is None:
+            return  # missing, corrupt or older: start empty, the next save repairs it
         files = data.get("files")
         if isinstance(files, dict):
             self._files = files
@@ -80,11 +91,8 @@ class EnvInfoCache:
         if self._answers_loaded:
             return
         self._answers_loaded = True
-        try:
-            data = json.loads(self.answers_path.read_bytes())
-        except (OSError, ValueError):
-            return
-        if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+        data = _read(self.answers_path)
+        if data is None:
             return
         reqs, plat = data.get("requirements"), data.get("platform")
         if isinstance(reqs, dict) and isinstance(reqs.get("text"), str):
@@ -96,13 +104,9 @@ class EnvInfoCache:
         return _digest([content_key, packages_fingerprint(root), probe.machine()])
 
     def _from_summary(self, key: str) -> tuple[str, dict[str, object]] | None:
-        try:
-            data = json.loads(self.summary_path.read_bytes())
-        except (OSError, ValueError):
-            return None
+        data = _read(self.summary_path)
         if (
-            isinstance(data, dict)
-            and data.get("version") == _CACHE_VERSION
+            data is not None
             and data.get("key") == key
             and isinstance(data.get("requirements"), str)
             and isinstance(data.get("facts"), dict)

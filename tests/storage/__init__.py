@@ -1,0 +1,1 @@
+"""The store: records, objects, the run index, series, durability."""
