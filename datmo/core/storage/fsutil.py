@@ -204,6 +204,10 @@ def deferred() -> Iterator[None]:
     later = _local.deferred = Deferred()
     try:
         yield
-    finally:
+    except BaseException:
         _local.deferred = None
-        make_durable(later.files, later.folders)
+        with contextlib.suppress(OSError):  # the error that ended the block comes first
+            make_durable(later.files, later.folders)
+        raise
+    _local.deferred = None
+    make_durable(later.files, later.folders)
